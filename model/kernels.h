@@ -1,0 +1,58 @@
+/* The math of one forward pass on fp32 activations, with weights read in their packed form.
+ *
+ * Every matrix kernel has a reference version (`*_ref`: the obviously-correct loop, kept for the
+ * tests) and the version the engine calls, which the dispatch in kernels.c picks once.
+ * Names give the dtypes: f32 activations, bf16w / mxfp4w weights. Weights are [rows, cols]
+ * row-major (y = W·x); a batch X is [num_tokens, cols] and Y is [num_tokens, rows].
+ * Results are deterministic: each output element is computed by one thread in a fixed order,
+ * so thread counts never change the numbers. */
+#ifndef GPTOSS_MODEL_KERNELS_H
+#define GPTOSS_MODEL_KERNELS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "model/config.h"
+
+static inline float bf16_to_f32(uint16_t bits) {
+  uint32_t u = (uint32_t)bits << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* MXFP4: E2M1 code -> value; the E8M0 scale multiplies by 2^(scale - 127). */
+extern const float MXFP4_VALUES[16];
+float mxfp4_scale(uint8_t scale_code);
+
+/* One MXFP4 row: cols/32 blocks of 16 code bytes (element 2i = low nibble of byte i) and
+ * cols/32 scale bytes. */
+void mxfp4_decode_row(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
+void bf16_decode_row(float *out, const uint16_t *row, int64_t cols);
+
+/* Y = X·Wᵀ (+ bias when bias != NULL). */
+void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                      int64_t num_tokens, int64_t rows, int64_t cols);
+void matmul_f32_bf16w_ref(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                          int64_t num_tokens, int64_t rows, int64_t cols);
+void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
+                       const float *x, int64_t num_tokens, int64_t rows, int64_t cols);
+void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scales,
+                           const uint16_t *bias, const float *x, int64_t num_tokens, int64_t rows,
+                           int64_t cols);
+
+/* out = x / sqrt(mean(x²) + eps) · weight, for each of num_tokens rows of n. */
+void rmsnorm_f32_bf16w(float *out, const float *x, const uint16_t *weight, int64_t num_tokens,
+                       int64_t n, float eps);
+
+/* GPT-OSS SwiGLU on interleaved gate/up pairs: u[2j] = gate j, u[2j+1] = up j.
+ * out[j] = min(gate, limit)·σ(1.702·min(gate, limit))·(clamp(up, ±limit) + 1). */
+void swiglu_interleaved(float *out, const float *u, int64_t num_pairs, float limit);
+
+/* Indices of the k largest values (descending; ties: lowest index), softmax over those k. */
+void topk_softmax(const float *logits, int64_t n, int64_t k, int32_t *index_out, float *weight_out);
+
+/* Index of the largest value, lowest index on ties. */
+int64_t argmax_f32(const float *x, int64_t n);
+
+#endif
