@@ -1,0 +1,119 @@
+/* MPI collectives for the engine (see comm.h). Runs on every rank. */
+#include "dist/comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+Status dist_init(int *argc, char ***argv, RankInfo *out) {
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    return status_error(STATUS_IO_ERROR, "MPI_Init failed");
+  }
+  /* Errors come back as codes, so a failed call becomes a message instead of a silent abort. */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &out->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &out->num_ranks);
+  if (out->num_ranks > 1) status_set_rank(out->rank);
+  return STATUS_OK;
+}
+
+void dist_finalize(void) { MPI_Finalize(); }
+
+void dist_abort(int exit_code) { MPI_Abort(MPI_COMM_WORLD, exit_code); }
+
+Status dist_agree(Status local) {
+  int mine = local == STATUS_OK ? 0 : 1, any = 0;
+  if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allreduce failed while agreeing on errors");
+  }
+  if (!any) return STATUS_OK;
+  return local != STATUS_OK ? local : STATUS_REMOTE_ERROR;
+}
+
+Status dist_bcast(void *buf, size_t num_bytes, int root) {
+  char *p = buf;
+  while (num_bytes > 0) {
+    const int piece = num_bytes > (size_t)INT_MAX ? INT_MAX : (int)num_bytes;
+    if (MPI_Bcast(p, piece, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) {
+      return status_error(STATUS_REMOTE_ERROR, "MPI_Bcast of %zu bytes failed", num_bytes);
+    }
+    p += piece;
+    num_bytes -= (size_t)piece;
+  }
+  return STATUS_OK;
+}
+
+double dist_time(void) { return MPI_Wtime(); }
+
+Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_shards, int64_t max_floats) {
+  memset(r, 0, sizeof *r);
+  r->num_shards = num_shards;
+  r->num_local_shards = num_local_shards;
+  r->max_floats = max_floats;
+  if (num_local_shards * max_floats > INT_MAX) {
+    return status_error(STATUS_UNSUPPORTED, "a reduction of %lld floats per rank exceeds MPI's int count; lower --chunk",
+                        (long long)(num_local_shards * max_floats));
+  }
+  r->gathered = malloc((size_t)(num_shards * max_floats) * sizeof *r->gathered);
+  if (!r->gathered) return status_error(STATUS_OUT_OF_MEMORY, "reduction buffer");
+  return STATUS_OK;
+}
+
+void dist_reducer_free(DistReducer *r) {
+  free(r->gathered);
+  r->gathered = NULL;
+}
+
+static Status dist_sum_shards(void *ctx, const float *local_parts, int64_t n, float *out) {
+  DistReducer *r = ctx;
+  const double start = MPI_Wtime();
+  const int count = (int)(r->num_local_shards * n);
+  if (MPI_Allgather(local_parts, count, MPI_FLOAT, r->gathered, count, MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allgather of shard partial sums failed");
+  }
+  sum_parts_in_order(r->gathered, r->num_shards, n, out);
+  r->seconds += MPI_Wtime() - start;
+  return STATUS_OK;
+}
+
+ShardReducer dist_reducer_as_shard_reducer(DistReducer *r) {
+  ShardReducer s = {r, dist_sum_shards};
+  return s;
+}
+
+Status dist_gather_columns(const float *local, int64_t num_rows, int64_t local_cols, float *out, int64_t total_cols) {
+  int rank, num_ranks;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &num_ranks);
+  int mine = (int)local_cols;
+  int *cols = rank == 0 ? calloc((size_t)num_ranks, sizeof *cols) : NULL;
+  if (MPI_Gather(&mine, 1, MPI_INT, cols, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    free(cols);
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Gather of logit widths failed");
+  }
+  /* Row by row keeps every message small and the receive side a plain strided copy. */
+  int *displs = rank == 0 ? calloc((size_t)num_ranks, sizeof *displs) : NULL;
+  for (int r = 1; rank == 0 && r < num_ranks; r++) displs[r] = displs[r - 1] + cols[r - 1];
+  Status st = STATUS_OK;
+  for (int64_t row = 0; row < num_rows && st == STATUS_OK; row++) {
+    if (MPI_Gatherv(local + row * local_cols, mine, MPI_FLOAT, rank == 0 ? out + row * total_cols : NULL, cols,
+                    displs, MPI_FLOAT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+      st = status_error(STATUS_REMOTE_ERROR, "MPI_Gatherv of logits failed");
+    }
+  }
+  free(cols);
+  free(displs);
+  return st;
+}
+
+Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out) {
+  struct { float value; int index; } mine = {local_value, (int)local_index}, best;
+  /* MPI_MAXLOC breaks ties toward the lower index, which is greedy's rule. */
+  if (MPI_Allreduce(&mine, &best, 1, MPI_FLOAT_INT, MPI_MAXLOC, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allreduce(MAXLOC) failed");
+  }
+  *index_out = best.index;
+  return STATUS_OK;
+}

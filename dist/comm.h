@@ -1,0 +1,53 @@
+/* The MPI layer: rank identity, agreeing on errors, the shard reduction and the few
+ * collectives the engine uses. The only place (with engine.c) that includes mpi.h. */
+#ifndef GPTOSS_DIST_COMM_H
+#define GPTOSS_DIST_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/forward.h"
+#include "model/status.h"
+
+typedef struct {
+  int rank;
+  int num_ranks;
+} RankInfo;
+
+Status dist_init(int *argc, char ***argv, RankInfo *out);
+void dist_finalize(void);
+/* Ends every rank of the job at once (an unrecoverable error mid-run). */
+void dist_abort(int exit_code);
+
+/* Every rank passes its local status; all get the same answer: OK when all were OK, the local
+ * status where it failed, and STATUS_REMOTE_ERROR on ranks that were fine while another was not.
+ * The failing rank has already printed why. */
+Status dist_agree(Status local);
+
+Status dist_bcast(void *buf, size_t num_bytes, int root);
+
+/* A ShardReducer over MPI: allgathers each rank's shard partials (ranks hold consecutive
+ * shards, so rank order is shard order) and adds all S partials in shard order on every rank.
+ * Every rank gets bitwise the same sum, and the same sum for any rank count. */
+typedef struct {
+  int64_t num_shards;
+  int64_t num_local_shards;
+  float *gathered;          /* [num_shards, max_floats] */
+  int64_t max_floats;
+  double seconds;           /* time spent inside the reduction */
+} DistReducer;
+
+Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_shards, int64_t max_floats);
+void dist_reducer_free(DistReducer *r);
+ShardReducer dist_reducer_as_shard_reducer(DistReducer *r);
+
+/* Rank 0 receives every rank's block of num_rows rows (rank r's rows are local_cols[r] wide)
+ * laid side by side: out is [num_rows, Σ local_cols]. Other ranks pass out = NULL. */
+Status dist_gather_columns(const float *local, int64_t num_rows, int64_t local_cols, float *out, int64_t total_cols);
+
+/* The global (value, index) maximum: lowest index on ties, the same answer on every rank. */
+Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out);
+
+double dist_time(void);
+
+#endif

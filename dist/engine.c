@@ -1,0 +1,278 @@
+/* Loading a rank's shards and the rank-0 driver / worker protocol (see engine.h).
+ *
+ * A command is a fixed header broadcast from rank 0, followed by its token ids; then every rank
+ * runs the same function for it. Token ids are checked on rank 0 before they are broadcast, so
+ * a bad id is reported once and never reaches a collective. */
+#include "dist/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kernels.h"
+#include "model/plan.h"
+
+typedef enum {
+  OP_STOP = 0,
+  OP_RESET,
+  OP_SCORE,
+  OP_NEXT_GREEDY,
+  OP_NEXT_LOGITS,
+} Op;
+
+typedef struct {
+  int32_t op;
+  int32_t exit_status; /* OP_STOP */
+  int64_t num_tokens;
+} Command;
+
+/* ---------- loading ---------- */
+
+static Status load_replicated(Engine *e, const char *dir, const Manifest *m, bool verify) {
+  const int64_t n = weights_replicated_spec_count(&e->config);
+  TensorSpec *specs = calloc((size_t)n, sizeof *specs);
+  if (!specs) return status_error(STATUS_OUT_OF_MEMORY, "tensor list");
+  const size_t bytes = weights_replicated_specs(&e->config, &e->replicated, specs);
+  e->replicated_arena = aligned_alloc(64, bytes ? bytes : 64);
+  Status st = e->replicated_arena ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "%zu bytes of replicated weights", bytes);
+  char path[4096];
+  modeldir_replicated_path(path, sizeof path, dir);
+  if (st == STATUS_OK) st = modeldir_load_tensors(path, m->file_bytes[m->num_shards], specs, n, e->replicated_arena, verify);
+  if (st == STATUS_OK) weights_bind(specs, n, e->replicated_arena);
+  e->weight_bytes += bytes;
+  free(specs);
+  return st;
+}
+
+static Status load_shards(Engine *e, const char *dir, const Manifest *m, bool verify) {
+  const int64_t num_local = range_size(e->shards), n = weights_shard_spec_count(&e->config);
+  e->shard_arenas = calloc((size_t)num_local, sizeof *e->shard_arenas);
+  e->shard_weights = calloc((size_t)num_local, sizeof *e->shard_weights);
+  TensorSpec *specs = calloc((size_t)n, sizeof *specs);
+  Status st = e->shard_arenas && e->shard_weights && specs ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "shard tables");
+  for (int64_t i = 0; st == STATUS_OK && i < num_local; i++) {
+    const int64_t shard = e->shards.begin + i;
+    const size_t bytes = weights_shard_specs(&e->config, shard, &e->shard_weights[i], specs);
+    /* One allocation per shard, carved into its tensors: weights stay in their packed dtype. */
+    e->shard_arenas[i] = aligned_alloc(64, bytes ? bytes : 64);
+    if (!e->shard_arenas[i]) {
+      st = status_error(STATUS_OUT_OF_MEMORY, "%zu bytes for shard %lld", bytes, (long long)shard);
+      break;
+    }
+    char path[4096];
+    modeldir_shard_path(path, sizeof path, dir, shard, m->num_shards);
+    st = modeldir_load_tensors(path, m->file_bytes[shard], specs, n, e->shard_arenas[i], verify);
+    if (st == STATUS_OK) weights_bind(specs, n, e->shard_arenas[i]);
+    e->weight_bytes += bytes;
+  }
+  free(specs);
+  return st;
+}
+
+/* Rank 0 reads the manifest and checks the rank count; everyone learns the outcome, so these
+ * errors are printed once. */
+static Status agree_on_manifest(Engine *e, const char *dir, Manifest *m) {
+  Status st = STATUS_OK;
+  if (e->rank.rank == 0) {
+    st = modeldir_read_manifest(dir, m);
+    Range shards;
+    if (st == STATUS_OK) st = plan_rank_shards(&m->config, e->rank.num_ranks, 0, &shards);
+  }
+  int32_t failed = st != STATUS_OK;
+  Status bst = dist_bcast(&failed, sizeof failed, 0);
+  if (bst != STATUS_OK) return bst;
+  if (failed) return e->rank.rank == 0 ? st : STATUS_REMOTE_ERROR;
+  int64_t num_shards = m->num_shards;
+  bst = dist_bcast(m, sizeof *m, 0);
+  if (bst == STATUS_OK) bst = dist_bcast(&num_shards, sizeof num_shards, 0);
+  if (bst != STATUS_OK) return bst;
+  if (e->rank.rank != 0) {
+    m->file_bytes = calloc((size_t)num_shards + 1, sizeof *m->file_bytes);
+    if (!m->file_bytes) return status_error(STATUS_OUT_OF_MEMORY, "manifest");
+  }
+  return dist_bcast(m->file_bytes, ((size_t)num_shards + 1) * sizeof *m->file_bytes, 0);
+}
+
+static Status init_run_state(Engine *e, const EngineOptions *o) {
+  const GptOssConfig *c = &e->config;
+  int64_t context = o->context_length;
+  if (context <= 0) context = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
+  if (context > c->max_position_embeddings) {
+    return status_error(STATUS_INVALID_ARGUMENT, "--context %lld exceeds max_position_embeddings = %lld",
+                        (long long)context, (long long)c->max_position_embeddings);
+  }
+  const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : 128;
+  Status st = transformer_init(&e->transformer, c, e->shards, e->shard_weights, &e->replicated, context, chunk);
+  if (st != STATUS_OK) return st;
+  e->local_vocab = transformer_local_vocab(&e->transformer);
+  e->local_logits = malloc((size_t)(chunk * range_size(e->local_vocab)) * sizeof *e->local_logits);
+  if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer");
+  return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), chunk * c->hidden_size);
+}
+
+Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const EngineOptions *o) {
+  memset(e, 0, sizeof *e);
+  e->rank = rank;
+  const double start = dist_time();
+  Manifest manifest;
+  memset(&manifest, 0, sizeof manifest);
+  Status st = agree_on_manifest(e, model_dir, &manifest);
+  if (st != STATUS_OK) {
+    modeldir_free_manifest(&manifest);
+    return st;
+  }
+  e->config = manifest.config;
+  st = plan_rank_shards(&e->config, rank.num_ranks, rank.rank, &e->shards);
+  if (st == STATUS_OK) st = load_replicated(e, model_dir, &manifest, o->verify_checksums);
+  if (st == STATUS_OK) st = load_shards(e, model_dir, &manifest, o->verify_checksums);
+  modeldir_free_manifest(&manifest);
+  st = dist_agree(st);
+  if (st != STATUS_OK) return st;
+  /* Options are the same on every rank, so a bad --context fails everywhere at once. */
+  status_set_silent(rank.rank != 0);
+  st = init_run_state(e, o);
+  status_set_silent(0);
+  st = dist_agree(st);
+  e->load_seconds = dist_time() - start;
+  return st;
+}
+
+void engine_free(Engine *e) {
+  transformer_free(&e->transformer);
+  dist_reducer_free(&e->reducer);
+  free(e->local_logits);
+  for (int64_t i = 0; e->shard_arenas && i < range_size(e->shards); i++) free(e->shard_arenas[i]);
+  free(e->shard_arenas);
+  free(e->shard_weights);
+  free(e->replicated_arena);
+  memset(e, 0, sizeof *e);
+}
+
+int64_t engine_position(const Engine *e) { return e->transformer.position; }
+
+/* ---------- the operations, run by every rank ---------- */
+
+static Status run_forward(Engine *e, const int32_t *tokens, int64_t n, bool all_rows) {
+  ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
+  return transformer_forward(&e->transformer, tokens, n, &reducer, e->local_logits, all_rows);
+}
+
+static Status do_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
+  const int64_t V = e->config.vocab_size, local = range_size(e->local_vocab);
+  for (int64_t done = 0; done < n; done += e->transformer.max_chunk) {
+    const int64_t len = n - done < e->transformer.max_chunk ? n - done : e->transformer.max_chunk;
+    Status st = run_forward(e, tokens + done, len, true);
+    if (st == STATUS_OK) st = dist_gather_columns(e->local_logits, len, local, logits_out ? logits_out + done * V : NULL, V);
+    if (st != STATUS_OK) return st;
+  }
+  return STATUS_OK;
+}
+
+static Status do_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
+  Status st = run_forward(e, tokens, n, false);
+  if (st != STATUS_OK) return st;
+  const int64_t local = argmax_f32(e->local_logits, range_size(e->local_vocab));
+  int64_t best = 0;
+  st = dist_argmax(e->local_logits[local], e->local_vocab.begin + local, &best);
+  if (st == STATUS_OK && next_out) *next_out = (int32_t)best;
+  return st;
+}
+
+static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
+  Status st = run_forward(e, tokens, n, false);
+  if (st != STATUS_OK) return st;
+  return dist_gather_columns(e->local_logits, 1, range_size(e->local_vocab), logits_out, e->config.vocab_size);
+}
+
+static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
+  switch ((Op)cmd->op) {
+    case OP_RESET:
+      transformer_reset(&e->transformer);
+      return STATUS_OK;
+    case OP_SCORE: return do_score(e, tokens, cmd->num_tokens, logits_out);
+    case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
+    case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
+    case OP_STOP: return STATUS_OK;
+  }
+  return status_error(STATUS_INVALID_ARGUMENT, "unknown command %d", cmd->op);
+}
+
+/* ---------- rank 0 ---------- */
+
+static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
+  if (n <= 0) return status_error(STATUS_INVALID_ARGUMENT, "no tokens given");
+  for (int64_t i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= e->config.vocab_size) {
+      return status_error(STATUS_INVALID_ARGUMENT,
+                          "token id %d (position %lld of the input) is outside the model's vocabulary [0, %lld)",
+                          tokens[i], (long long)i, (long long)e->config.vocab_size);
+    }
+  }
+  if (e->transformer.position + n > e->transformer.context_length) {
+    return status_error(STATUS_INVALID_ARGUMENT,
+                        "%lld tokens do not fit: %lld of the context length %lld are used (raise --context)",
+                        (long long)n, (long long)e->transformer.position, (long long)e->transformer.context_length);
+  }
+  return STATUS_OK;
+}
+
+static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
+  if (op != OP_RESET) {
+    Status st = check_tokens(e, tokens, n);
+    if (st != STATUS_OK) return st;
+  }
+  Command cmd = {.op = op, .exit_status = 0, .num_tokens = n};
+  Status st = dist_bcast(&cmd, sizeof cmd, 0);
+  if (st == STATUS_OK && n > 0) st = dist_bcast((void *)tokens, (size_t)n * sizeof *tokens, 0);
+  if (st == STATUS_OK) st = execute(e, &cmd, tokens, logits_out, next_out);
+  return st;
+}
+
+Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, NULL, NULL); }
+Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
+  return drive(e, OP_SCORE, tokens, n, logits_out, NULL);
+}
+Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
+  return drive(e, OP_NEXT_GREEDY, tokens, n, NULL, next_out);
+}
+Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
+  return drive(e, OP_NEXT_LOGITS, tokens, n, logits_out, NULL);
+}
+
+Status engine_stop(Engine *e, int exit_status) {
+  if (e->rank.num_ranks == 1) return STATUS_OK;
+  Command cmd = {.op = OP_STOP, .exit_status = exit_status, .num_tokens = 0};
+  return dist_bcast(&cmd, sizeof cmd, 0);
+}
+
+/* ---------- every other rank ---------- */
+
+int engine_serve(Engine *e) {
+  int32_t *tokens = NULL;
+  int64_t capacity = 0;
+  for (;;) {
+    Command cmd;
+    if (dist_bcast(&cmd, sizeof cmd, 0) != STATUS_OK) break;
+    if (cmd.op == OP_STOP) {
+      free(tokens);
+      return cmd.exit_status;
+    }
+    if (cmd.num_tokens > capacity) {
+      free(tokens);
+      capacity = cmd.num_tokens;
+      tokens = malloc((size_t)capacity * sizeof *tokens);
+      if (!tokens) {
+        status_error(STATUS_OUT_OF_MEMORY, "token buffer of %lld", (long long)capacity);
+        dist_abort(1);
+      }
+    }
+    if (cmd.num_tokens > 0 && dist_bcast(tokens, (size_t)cmd.num_tokens * sizeof *tokens, 0) != STATUS_OK) break;
+    /* Rank 0 runs the same operation with the same inputs, so an error here is an error there
+     * too; only a failure that breaks the collective pattern needs the whole job stopped. */
+    Status st = execute(e, &cmd, tokens, NULL, NULL);
+    if (st == STATUS_REMOTE_ERROR) dist_abort(1);
+  }
+  free(tokens);
+  status_error(STATUS_REMOTE_ERROR, "lost contact with rank 0");
+  dist_abort(1);
+  return 1;
+}

@@ -1,0 +1,65 @@
+/* A model loaded across MPI ranks, and the protocol by which rank 0 drives it.
+ *
+ * Every rank calls engine_load (collective; errors are agreed so all ranks fail together).
+ * Then rank 0 — the driver, which owns all user I/O — calls the engine_* operations below, and
+ * every other rank calls engine_serve(), which follows rank 0's broadcast commands until
+ * engine_stop(). Each operation runs the same code on every rank, so one path serves 1 and N
+ * ranks. Worker ranks print nothing but their own errors. */
+#ifndef GPTOSS_DIST_ENGINE_H
+#define GPTOSS_DIST_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dist/comm.h"
+#include "io/model_dir.h"
+#include "model/forward.h"
+
+typedef struct {
+  int64_t context_length;  /* 0: min(max_position_embeddings, 4096) */
+  int64_t max_chunk;       /* tokens per forward step during prefill; 0: 128 */
+  bool verify_checksums;
+} EngineOptions;
+
+typedef struct {
+  RankInfo rank;
+  GptOssConfig config;
+  Range shards;               /* this rank's shards */
+  Range local_vocab;
+  void **shard_arenas;        /* [num local shards] one allocation each */
+  ShardWeights *shard_weights;
+  void *replicated_arena;
+  ReplicatedWeights replicated;
+  Transformer transformer;
+  DistReducer reducer;
+  float *local_logits;        /* [max_chunk, V_local] */
+  size_t weight_bytes;        /* bytes of weights this rank holds */
+  double load_seconds;
+} Engine;
+
+/* Collective. On failure every rank returns an error status; the rank that saw the problem
+ * printed it (the manifest and rank-count checks are printed by rank 0 only). */
+Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const EngineOptions *options);
+void engine_free(Engine *e);
+
+/* ---- rank 0 (driver) operations; every other rank is inside engine_serve() ---- */
+
+/* Start a new sequence (empty KV cache). */
+Status engine_reset(Engine *e);
+/* Feed tokens; rank 0 gets the full logits [n, V] (teacher forcing). */
+Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
+/* Feed tokens; return the argmax of the last position's logits (ties: lowest id). */
+Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out);
+/* Feed tokens; rank 0 gets the last position's logits [V]. */
+Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
+/* Release the workers from engine_serve(); they return `exit_status`. */
+Status engine_stop(Engine *e, int exit_status);
+
+/* Tokens in the KV cache, and the context length. */
+int64_t engine_position(const Engine *e);
+
+/* ---- every other rank ---- */
+/* Follows rank 0's commands; returns the exit status rank 0 passed to engine_stop(). */
+int engine_serve(Engine *e);
+
+#endif

@@ -1,0 +1,295 @@
+/* HDF5 side of the model directory (see model_dir.h). The only file that includes hdf5.h
+ * besides the test tools; HDF5's own error printing is switched off and every failure is
+ * reported with the file and dataset it concerns. */
+#include "io/model_dir.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/checksum.h"
+#include "io/config_json.h"
+
+struct ModelFile {
+  hid_t file;
+  char path[4096];
+};
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+void modeldir_shard_path(char *out, size_t size, const char *dir, int64_t shard, int64_t num_shards) {
+  snprintf(out, size, "%s/shard-%05lld-of-%05lld.h5", dir, (long long)shard, (long long)num_shards);
+}
+
+void modeldir_replicated_path(char *out, size_t size, const char *dir) {
+  snprintf(out, size, "%s/replicated.h5", dir);
+}
+
+static hid_t hdf5_type(DType dtype) { return dtype == DTYPE_BF16 ? H5T_STD_U16LE : H5T_STD_U8LE; }
+
+/* ---------- attributes ---------- */
+
+static herr_t write_string_attr(hid_t obj, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, strlen(value) + 1);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : H5Awrite(attr, type, value);
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  return err;
+}
+
+static herr_t write_u64_attr(hid_t obj, const char *name, uint64_t value) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(obj, name, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_UINT64, &value);
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  return err;
+}
+
+static herr_t read_u64_attr(hid_t obj, const char *name, uint64_t *value) {
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  herr_t err = attr < 0 ? -1 : H5Aread(attr, H5T_NATIVE_UINT64, value);
+  if (attr >= 0) H5Aclose(attr);
+  return err;
+}
+
+/* Returns a malloc'd copy of a string attribute, or NULL. */
+static char *read_string_attr(hid_t obj, const char *name) {
+  if (H5Aexists(obj, name) <= 0) return NULL;
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
+  char *value = NULL;
+  if (type >= 0 && H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+    size_t size = H5Tget_size(type);
+    value = calloc(size + 1, 1);
+    if (value && H5Aread(attr, type, value) < 0) {
+      free(value);
+      value = NULL;
+    }
+  }
+  if (type >= 0) H5Tclose(type);
+  if (attr >= 0) H5Aclose(attr);
+  return value;
+}
+
+/* ---------- writing ---------- */
+
+Status modeldir_create_file(const char *path, ModelFile **out) {
+  quiet_hdf5();
+  ModelFile *f = calloc(1, sizeof *f);
+  if (!f) return status_error(STATUS_OUT_OF_MEMORY, "model file handle");
+  snprintf(f->path, sizeof f->path, "%s", path);
+  f->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (f->file < 0) {
+    free(f);
+    return status_error(STATUS_IO_ERROR, "cannot create %s (is the disk full or the directory read-only?)", path);
+  }
+  *out = f;
+  return STATUS_OK;
+}
+
+Status modeldir_write_tensor(ModelFile *f, const TensorSpec *spec, const void *data) {
+  hsize_t dims[TENSOR_MAX_DIMS];
+  for (int d = 0; d < spec->num_dims; d++) dims[d] = (hsize_t)spec->shape[d];
+  hid_t space = H5Screate_simple(spec->num_dims, dims, NULL);
+  hid_t dset = H5Dcreate2(f->file, spec->name, hdf5_type(spec->dtype), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = dset < 0 ? -1 : H5Dwrite(dset, hdf5_type(spec->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (err >= 0) err = write_string_attr(dset, "dtype", dtype_name(spec->dtype));
+  if (err >= 0) err = write_u64_attr(dset, "checksum", checksum64(data, spec->num_bytes));
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  if (err < 0) return status_error(STATUS_IO_ERROR, "cannot write dataset %s to %s (disk full?)", spec->name, f->path);
+  return STATUS_OK;
+}
+
+Status modeldir_close_file(ModelFile *f) {
+  if (!f) return STATUS_OK;
+  herr_t err = H5Fclose(f->file);
+  Status st = err < 0 ? status_error(STATUS_IO_ERROR, "cannot finish writing %s (disk full?)", f->path) : STATUS_OK;
+  free(f);
+  return st;
+}
+
+Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
+                               const uint64_t *file_bytes) {
+  quiet_hdf5();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/manifest.h5", dir);
+  hid_t file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) return status_error(STATUS_IO_ERROR, "cannot create %s", path);
+  hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+  herr_t err = write_string_attr(root, "format", MODEL_FORMAT_NAME);
+  if (err >= 0) err = write_u64_attr(root, "format_version", MODEL_FORMAT_VERSION);
+  if (err >= 0) err = write_u64_attr(root, "num_shards", (uint64_t)num_shards);
+  if (err >= 0) {
+    err = write_string_attr(root, "plan",
+                            "shard s = KV head s with its query heads; experts and vocabulary rows "
+                            "[floor(s*n/S), floor((s+1)*n/S)); norms, router and o_proj bias in replicated.h5");
+  }
+  H5Gclose(root);
+  /* config.json can outgrow an attribute's 64 KiB: keep it as a byte dataset. */
+  hsize_t len = strlen(config_json);
+  hid_t space = H5Screate_simple(1, &len, NULL);
+  hid_t dset = err < 0 ? -1 : H5Dcreate2(file, "config_json", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, config_json) < 0) err = -1;
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  hsize_t n = (hsize_t)num_shards + 1;
+  space = H5Screate_simple(1, &n, NULL);
+  dset = err < 0 ? -1 : H5Dcreate2(file, "file_bytes", H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, file_bytes) < 0) err = -1;
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  if (H5Fclose(file) < 0) err = -1;
+  if (err < 0) return status_error(STATUS_IO_ERROR, "cannot write %s (disk full?)", path);
+  return STATUS_OK;
+}
+
+/* ---------- reading ---------- */
+
+static Status read_u8_dataset(hid_t file, const char *name, const char *path, char **out) {
+  hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+  if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s", path, name);
+  hid_t space = H5Dget_space(dset);
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  char *buf = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
+  if (!buf || H5Dread(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    free(buf);
+    H5Dclose(dset);
+    return status_error(STATUS_BAD_FORMAT, "%s: cannot read dataset %s", path, name);
+  }
+  H5Dclose(dset);
+  *out = buf;
+  return STATUS_OK;
+}
+
+static Status read_file_bytes(hid_t file, const char *path, Manifest *m) {
+  hid_t dset = H5Dopen2(file, "file_bytes", H5P_DEFAULT);
+  if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset file_bytes", path);
+  hid_t space = H5Dget_space(dset);
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  Status st = STATUS_OK;
+  m->file_bytes = n == m->num_shards + 1 ? calloc((size_t)n, sizeof *m->file_bytes) : NULL;
+  if (!m->file_bytes || H5Dread(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->file_bytes) < 0) {
+    st = status_error(STATUS_BAD_FORMAT, "%s: file_bytes must list num_shards + 1 sizes", path);
+  }
+  H5Dclose(dset);
+  return st;
+}
+
+Status modeldir_read_manifest(const char *dir, Manifest *m) {
+  quiet_hdf5();
+  memset(m, 0, sizeof *m);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/manifest.h5", dir);
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    return status_error(STATUS_IO_ERROR, "model directory %s: %s (give --model the directory `gptoss convert --out` wrote)",
+                        dir, stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
+  }
+  if (stat(path, &sb) != 0) {
+    return status_error(STATUS_IO_ERROR, "%s: %s (not a converted model, or its conversion did not finish; run gptoss convert)",
+                        path, strerror(errno));
+  }
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) return status_error(STATUS_BAD_FORMAT, "%s is not a readable HDF5 file (damaged? re-run gptoss convert)", path);
+  hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+  char *format = read_string_attr(root, "format");
+  uint64_t version = 0, num_shards = 0;
+  Status st = STATUS_OK;
+  if (!format || strcmp(format, MODEL_FORMAT_NAME) != 0 || read_u64_attr(root, "format_version", &version) < 0) {
+    st = status_error(STATUS_BAD_FORMAT, "%s is not a gptoss-mpi manifest (no format/format_version attributes)", path);
+  } else if (version != MODEL_FORMAT_VERSION) {
+    st = status_error(STATUS_MISMATCH,
+                      "%s was written in model format version %llu, but this gptoss reads version %d: "
+                      "convert the checkpoint again with this gptoss",
+                      dir, (unsigned long long)version, MODEL_FORMAT_VERSION);
+  } else if (read_u64_attr(root, "num_shards", &num_shards) < 0 || num_shards == 0) {
+    st = status_error(STATUS_BAD_FORMAT, "%s: missing num_shards", path);
+  }
+  free(format);
+  H5Gclose(root);
+  m->format_version = (int64_t)version;
+  m->num_shards = (int64_t)num_shards;
+  char *config_text = NULL;
+  if (st == STATUS_OK) st = read_u8_dataset(file, "config_json", path, &config_text);
+  if (st == STATUS_OK) st = config_parse_json(config_text, strlen(config_text), path, &m->config);
+  free(config_text);
+  if (st == STATUS_OK && config_num_shards(&m->config) != m->num_shards) {
+    st = status_error(STATUS_MISMATCH, "%s: num_shards %lld does not match num_key_value_heads %lld", path,
+                      (long long)m->num_shards, (long long)config_num_shards(&m->config));
+  }
+  if (st == STATUS_OK) st = read_file_bytes(file, path, m);
+  H5Fclose(file);
+  if (st != STATUS_OK) modeldir_free_manifest(m);
+  return st;
+}
+
+void modeldir_free_manifest(Manifest *m) {
+  free(m->file_bytes);
+  m->file_bytes = NULL;
+}
+
+static Status load_one_tensor(hid_t file, const char *path, const TensorSpec *spec, void *dst, bool verify) {
+  hid_t dset = H5Dopen2(file, spec->name, H5P_DEFAULT);
+  if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s (damaged file? re-run gptoss convert)", path, spec->name);
+  Status st = STATUS_OK;
+  hid_t space = H5Dget_space(dset), type = H5Dget_type(dset);
+  hsize_t dims[TENSOR_MAX_DIMS] = {0};
+  const int ndims = H5Sget_simple_extent_ndims(space);
+  int shape_ok = ndims == spec->num_dims && H5Sget_simple_extent_dims(space, dims, NULL) == ndims;
+  for (int d = 0; shape_ok && d < ndims; d++) shape_ok = dims[d] == (hsize_t)spec->shape[d];
+  if (!shape_ok || H5Tget_size(type) != dtype_bytes(spec->dtype)) {
+    st = status_error(STATUS_MISMATCH, "%s: dataset %s does not have the shape and dtype the config implies", path, spec->name);
+  } else if (H5Dread(dset, hdf5_type(spec->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
+    st = status_error(STATUS_IO_ERROR, "%s: cannot read dataset %s (damaged or truncated file; re-run gptoss convert)",
+                      path, spec->name);
+  } else if (verify) {
+    uint64_t stored = 0;
+    if (read_u64_attr(dset, "checksum", &stored) < 0) {
+      st = status_error(STATUS_BAD_FORMAT, "%s: dataset %s has no checksum attribute", path, spec->name);
+    } else if (stored != checksum64(dst, spec->num_bytes)) {
+      st = status_error(STATUS_BAD_FORMAT,
+                        "%s: dataset %s fails its checksum: the file is damaged; copy it again or re-run gptoss convert",
+                        path, spec->name);
+    }
+  }
+  H5Tclose(type);
+  H5Sclose(space);
+  H5Dclose(dset);
+  return st;
+}
+
+Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
+                             int64_t num_specs, void *arena, bool verify) {
+  quiet_hdf5();
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    return status_error(STATUS_IO_ERROR, "%s: %s (the model directory is incomplete; re-run gptoss convert or copy the file)",
+                        path, strerror(errno));
+  }
+  if ((uint64_t)sb.st_size != expected_bytes) {
+    return status_error(STATUS_BAD_FORMAT,
+                        "%s is %llu bytes but the manifest recorded %llu: the file is truncated or damaged; "
+                        "copy it again or re-run gptoss convert",
+                        path, (unsigned long long)sb.st_size, (unsigned long long)expected_bytes);
+  }
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) return status_error(STATUS_BAD_FORMAT, "%s is not a readable HDF5 file (damaged? re-run gptoss convert)", path);
+  Status st = STATUS_OK;
+  for (int64_t i = 0; i < num_specs && st == STATUS_OK; i++) {
+    st = load_one_tensor(file, path, &specs[i], (char *)arena + specs[i].arena_offset, verify);
+  }
+  H5Fclose(file);
+  return st;
+}

@@ -1,0 +1,52 @@
+/* The model directory: HDF5 files written by `gptoss convert` and read by every rank.
+ *
+ *   MODEL/manifest.h5      format name + version, config.json text, shard count, the plan,
+ *                          and the byte size of every other file (a truncated copy is named)
+ *   MODEL/replicated.h5    tensors every rank reads in full (norms, router, o_proj bias)
+ *   MODEL/shard-SSSSS-of-NNNNN.h5   KV group s: its attention slices, experts, vocab rows
+ *
+ * Each dataset keeps its checkpoint bytes (bf16 as 16-bit words, MXFP4 as u8 blocks and
+ * scales) in contiguous layout, with attributes `dtype` and `checksum` (io/checksum.h). */
+#ifndef GPTOSS_IO_MODEL_DIR_H
+#define GPTOSS_IO_MODEL_DIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+#define MODEL_FORMAT_NAME "gptoss-mpi model"
+#define MODEL_FORMAT_VERSION 1
+
+typedef struct ModelFile ModelFile;
+
+void modeldir_shard_path(char *out, size_t size, const char *dir, int64_t shard, int64_t num_shards);
+void modeldir_replicated_path(char *out, size_t size, const char *dir);
+
+/* ---- writing (the converter) ---- */
+Status modeldir_create_file(const char *path, ModelFile **out);
+Status modeldir_write_tensor(ModelFile *file, const TensorSpec *spec, const void *data);
+Status modeldir_close_file(ModelFile *file);
+/* Written last: its presence marks a complete directory. file_bytes: [num_shards + 1] sizes of
+ * the shard files followed by replicated.h5. */
+Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
+                               const uint64_t *file_bytes);
+
+/* ---- reading (every rank) ---- */
+typedef struct {
+  GptOssConfig config;
+  int64_t num_shards;
+  int64_t format_version;
+  uint64_t *file_bytes;  /* [num_shards + 1], see modeldir_write_manifest */
+} Manifest;
+
+Status modeldir_read_manifest(const char *dir, Manifest *out);
+void modeldir_free_manifest(Manifest *manifest);
+
+/* Reads the listed tensors of one file into arena + spec.arena_offset, checking each dataset's
+ * type, shape and (when verify) checksum. expected_bytes: the size the manifest recorded. */
+Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
+                             int64_t num_specs, void *arena, bool verify);
+
+#endif
