@@ -117,3 +117,13 @@ Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out) {
   *index_out = best.index;
   return STATUS_OK;
 }
+
+Status dist_all_equal_u64(uint64_t value, bool *equal_out) {
+  uint64_t lo = 0, hi = 0;
+  if (MPI_Allreduce(&value, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS ||
+      MPI_Allreduce(&value, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allreduce of a hash failed");
+  }
+  *equal_out = lo == hi;
+  return STATUS_OK;
+}

@@ -3,6 +3,7 @@
 #ifndef GPTOSS_DIST_COMM_H
 #define GPTOSS_DIST_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,9 @@ Status dist_gather_columns(const float *local, int64_t num_rows, int64_t local_c
 
 /* The global (value, index) maximum: lowest index on ties, the same answer on every rank. */
 Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out);
+
+/* Whether `value` is the same on every rank. */
+Status dist_all_equal_u64(uint64_t value, bool *equal_out);
 
 double dist_time(void);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/checksum.h"
 #include "model/kernels.h"
 #include "model/plan.h"
 
@@ -17,6 +18,7 @@ typedef enum {
   OP_SCORE,
   OP_NEXT_GREEDY,
   OP_NEXT_LOGITS,
+  OP_CHECK_REPLICAS,
 } Op;
 
 typedef struct {
@@ -26,47 +28,6 @@ typedef struct {
 } Command;
 
 /* ---------- loading ---------- */
-
-static Status load_replicated(Engine *e, const char *dir, const Manifest *m, bool verify) {
-  const int64_t n = weights_replicated_spec_count(&e->config);
-  TensorSpec *specs = calloc((size_t)n, sizeof *specs);
-  if (!specs) return status_error(STATUS_OUT_OF_MEMORY, "tensor list");
-  const size_t bytes = weights_replicated_specs(&e->config, &e->replicated, specs);
-  e->replicated_arena = aligned_alloc(64, bytes ? bytes : 64);
-  Status st = e->replicated_arena ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "%zu bytes of replicated weights", bytes);
-  char path[4096];
-  modeldir_replicated_path(path, sizeof path, dir);
-  if (st == STATUS_OK) st = modeldir_load_tensors(path, m->file_bytes[m->num_shards], specs, n, e->replicated_arena, verify);
-  if (st == STATUS_OK) weights_bind(specs, n, e->replicated_arena);
-  e->weight_bytes += bytes;
-  free(specs);
-  return st;
-}
-
-static Status load_shards(Engine *e, const char *dir, const Manifest *m, bool verify) {
-  const int64_t num_local = range_size(e->shards), n = weights_shard_spec_count(&e->config);
-  e->shard_arenas = calloc((size_t)num_local, sizeof *e->shard_arenas);
-  e->shard_weights = calloc((size_t)num_local, sizeof *e->shard_weights);
-  TensorSpec *specs = calloc((size_t)n, sizeof *specs);
-  Status st = e->shard_arenas && e->shard_weights && specs ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "shard tables");
-  for (int64_t i = 0; st == STATUS_OK && i < num_local; i++) {
-    const int64_t shard = e->shards.begin + i;
-    const size_t bytes = weights_shard_specs(&e->config, shard, &e->shard_weights[i], specs);
-    /* One allocation per shard, carved into its tensors: weights stay in their packed dtype. */
-    e->shard_arenas[i] = aligned_alloc(64, bytes ? bytes : 64);
-    if (!e->shard_arenas[i]) {
-      st = status_error(STATUS_OUT_OF_MEMORY, "%zu bytes for shard %lld", bytes, (long long)shard);
-      break;
-    }
-    char path[4096];
-    modeldir_shard_path(path, sizeof path, dir, shard, m->num_shards);
-    st = modeldir_load_tensors(path, m->file_bytes[shard], specs, n, e->shard_arenas[i], verify);
-    if (st == STATUS_OK) weights_bind(specs, n, e->shard_arenas[i]);
-    e->weight_bytes += bytes;
-  }
-  free(specs);
-  return st;
-}
 
 /* Rank 0 reads the manifest and checks the rank count; everyone learns the outcome, so these
  * errors are printed once. */
@@ -101,7 +62,7 @@ static Status init_run_state(Engine *e, const EngineOptions *o) {
                         (long long)context, (long long)c->max_position_embeddings);
   }
   const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : 128;
-  Status st = transformer_init(&e->transformer, c, e->shards, e->shard_weights, &e->replicated, context, chunk);
+  Status st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, context, chunk);
   if (st != STATUS_OK) return st;
   e->local_vocab = transformer_local_vocab(&e->transformer);
   e->local_logits = malloc((size_t)(chunk * range_size(e->local_vocab)) * sizeof *e->local_logits);
@@ -122,8 +83,7 @@ Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const Engine
   }
   e->config = manifest.config;
   st = plan_rank_shards(&e->config, rank.num_ranks, rank.rank, &e->shards);
-  if (st == STATUS_OK) st = load_replicated(e, model_dir, &manifest, o->verify_checksums);
-  if (st == STATUS_OK) st = load_shards(e, model_dir, &manifest, o->verify_checksums);
+  if (st == STATUS_OK) st = modeldir_load_weights(model_dir, &manifest, e->shards, o->verify_checksums, &e->weights);
   modeldir_free_manifest(&manifest);
   st = dist_agree(st);
   if (st != STATUS_OK) return st;
@@ -140,10 +100,7 @@ void engine_free(Engine *e) {
   transformer_free(&e->transformer);
   dist_reducer_free(&e->reducer);
   free(e->local_logits);
-  for (int64_t i = 0; e->shard_arenas && i < range_size(e->shards); i++) free(e->shard_arenas[i]);
-  free(e->shard_arenas);
-  free(e->shard_weights);
-  free(e->replicated_arena);
+  modeldir_free_weights(&e->weights);
   memset(e, 0, sizeof *e);
 }
 
@@ -183,6 +140,16 @@ static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float 
   return dist_gather_columns(e->local_logits, 1, range_size(e->local_vocab), logits_out, e->config.vocab_size);
 }
 
+/* Every rank hashes its copy of the replicated hidden state; they must be bitwise equal. */
+static Status do_check_replicas(Engine *e, int32_t *agree_out) {
+  const Transformer *t = &e->transformer;
+  const uint64_t hash = checksum64(t->scratch.x, (size_t)(t->max_chunk * t->config.hidden_size) * sizeof(float));
+  bool equal = false;
+  Status st = dist_all_equal_u64(hash, &equal);
+  if (st == STATUS_OK && agree_out) *agree_out = equal;
+  return st;
+}
+
 static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
   switch ((Op)cmd->op) {
     case OP_RESET:
@@ -191,6 +158,7 @@ static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, floa
     case OP_SCORE: return do_score(e, tokens, cmd->num_tokens, logits_out);
     case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
     case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
+    case OP_CHECK_REPLICAS: return do_check_replicas(e, next_out);
     case OP_STOP: return STATUS_OK;
   }
   return status_error(STATUS_INVALID_ARGUMENT, "unknown command %d", cmd->op);
@@ -216,7 +184,7 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
 }
 
 static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
-  if (op != OP_RESET) {
+  if (op != OP_RESET && op != OP_CHECK_REPLICAS) {
     Status st = check_tokens(e, tokens, n);
     if (st != STATUS_OK) return st;
   }
@@ -236,6 +204,13 @@ Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *
 }
 Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
   return drive(e, OP_NEXT_LOGITS, tokens, n, logits_out, NULL);
+}
+
+Status engine_replicas_agree(Engine *e, bool *agree_out) {
+  int32_t agree = 0;
+  Status st = drive(e, OP_CHECK_REPLICAS, NULL, 0, NULL, &agree);
+  *agree_out = agree != 0;
+  return st;
 }
 
 Status engine_stop(Engine *e, int exit_status) {

@@ -26,14 +26,10 @@ typedef struct {
   GptOssConfig config;
   Range shards;               /* this rank's shards */
   Range local_vocab;
-  void **shard_arenas;        /* [num local shards] one allocation each */
-  ShardWeights *shard_weights;
-  void *replicated_arena;
-  ReplicatedWeights replicated;
+  LoadedWeights weights;
   Transformer transformer;
   DistReducer reducer;
   float *local_logits;        /* [max_chunk, V_local] */
-  size_t weight_bytes;        /* bytes of weights this rank holds */
   double load_seconds;
 } Engine;
 
@@ -52,6 +48,9 @@ Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_o
 Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out);
 /* Feed tokens; rank 0 gets the last position's logits [V]. */
 Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
+/* Whether every rank holds a bitwise-identical hidden state after the last forward (the
+ * replicated router depends on it). */
+Status engine_replicas_agree(Engine *e, bool *agree_out);
 /* Release the workers from engine_serve(); they return `exit_status`. */
 Status engine_stop(Engine *e, int exit_status);
 

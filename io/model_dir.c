@@ -293,3 +293,52 @@ Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const Te
   H5Fclose(file);
   return st;
 }
+
+/* ---------- whole weight sets ---------- */
+
+static Status load_file_into_arena(const char *path, uint64_t expected_bytes, TensorSpec *specs, int64_t n,
+                                   size_t arena_bytes, bool verify, void **arena_out) {
+  /* One allocation per file, carved into its tensors. */
+  void *arena = aligned_alloc(64, arena_bytes ? (arena_bytes + 63) & ~(size_t)63 : 64);
+  if (!arena) return status_error(STATUS_OUT_OF_MEMORY, "%zu bytes for the weights in %s", arena_bytes, path);
+  *arena_out = arena;
+  Status st = modeldir_load_tensors(path, expected_bytes, specs, n, arena, verify);
+  if (st == STATUS_OK) weights_bind(specs, n, arena);
+  return st;
+}
+
+Status modeldir_load_weights(const char *dir, const Manifest *m, Range shards, bool verify, LoadedWeights *w) {
+  memset(w, 0, sizeof *w);
+  w->shard_range = shards;
+  const GptOssConfig *c = &m->config;
+  const int64_t num_local = range_size(shards);
+  const int64_t n_rep = weights_replicated_spec_count(c), n_shard = weights_shard_spec_count(c);
+  TensorSpec *specs = calloc((size_t)(n_rep > n_shard ? n_rep : n_shard), sizeof *specs);
+  w->shard_arenas = calloc((size_t)num_local, sizeof *w->shard_arenas);
+  w->shards = calloc((size_t)num_local, sizeof *w->shards);
+  Status st = specs && w->shard_arenas && w->shards ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "weight tables");
+  char path[4096];
+  if (st == STATUS_OK) {
+    const size_t bytes = weights_replicated_specs(c, &w->replicated, specs);
+    modeldir_replicated_path(path, sizeof path, dir);
+    st = load_file_into_arena(path, m->file_bytes[m->num_shards], specs, n_rep, bytes, verify, &w->replicated_arena);
+    w->num_bytes += bytes;
+  }
+  for (int64_t i = 0; st == STATUS_OK && i < num_local; i++) {
+    const int64_t shard = shards.begin + i;
+    const size_t bytes = weights_shard_specs(c, shard, &w->shards[i], specs);
+    modeldir_shard_path(path, sizeof path, dir, shard, m->num_shards);
+    st = load_file_into_arena(path, m->file_bytes[shard], specs, n_shard, bytes, verify, &w->shard_arenas[i]);
+    w->num_bytes += bytes;
+  }
+  free(specs);
+  return st;
+}
+
+void modeldir_free_weights(LoadedWeights *w) {
+  for (int64_t i = 0; w->shard_arenas && i < range_size(w->shard_range); i++) free(w->shard_arenas[i]);
+  free(w->shard_arenas);
+  free(w->shards);
+  free(w->replicated_arena);
+  memset(w, 0, sizeof *w);
+}

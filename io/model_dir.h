@@ -49,4 +49,18 @@ void modeldir_free_manifest(Manifest *manifest);
 Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
                              int64_t num_specs, void *arena, bool verify);
 
+/* The weights of shards [begin, end) and the replicated tensors, read into one arena per
+ * file (never expanded: bf16 and MXFP4 stay packed). */
+typedef struct {
+  Range shard_range;
+  void **shard_arenas;        /* [num shards] */
+  ShardWeights *shards;       /* [num shards] */
+  void *replicated_arena;
+  ReplicatedWeights replicated;
+  size_t num_bytes;           /* weight bytes held */
+} LoadedWeights;
+
+Status modeldir_load_weights(const char *dir, const Manifest *manifest, Range shards, bool verify, LoadedWeights *out);
+void modeldir_free_weights(LoadedWeights *weights);
+
 #endif

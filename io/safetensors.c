@@ -220,6 +220,12 @@ static Status open_indexed(Checkpoint *ckpt, const char *dir, const char *index_
                         index_path, name, path);
     }
   }
+  /* A tensor a file holds but the index does not list is not part of the model. */
+  int64_t kept = 0;
+  for (int64_t i = 0; st == STATUS_OK && i < ckpt->num_tensors; i++) {
+    if (json_object_get(map, ckpt->tensors[i].name)) ckpt->tensors[kept++] = ckpt->tensors[i];
+  }
+  if (st == STATUS_OK) ckpt->num_tensors = kept;
   json_decref(root);
   return st;
 }

@@ -67,7 +67,7 @@ static int run_model_command(int argc, char **argv, const Option *options, int n
   if (engine_load(&engine, rank, o->model, &eo) == STATUS_OK) {
     if (rank.rank == 0) {
       status_note("loaded %s on %d rank(s) in %.2f s (%.1f MB of weights on rank 0)", o->model, rank.num_ranks,
-                  engine.load_seconds, (double)engine.weight_bytes / 1e6);
+                  engine.load_seconds, (double)engine.weights.num_bytes / 1e6);
       status = driver(&engine, o, tokens, num_tokens);
       engine_stop(&engine, status);
     } else {

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# End-to-end tests of the gptoss command line, one case per ctest (tests/CMakeLists.txt).
+# Each case checks exit status and the message a user would read. Environment: GPTOSS, MPIEXEC,
+# COMPARE (compare_logits), FIXTURE (h5_fixture), TEST_DATA, GOLDEN_MODEL (converted by the
+# convert_golden fixture).
+set -euo pipefail
+
+case_name=$1
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/gptoss-cli-XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+ref=$TEST_DATA/tiny20/reference.h5
+tokens=$("$FIXTURE" ints "$ref" tokens)
+greedy=$("$FIXTURE" ints "$ref" greedy | tr ',' ' ')
+
+die() { echo "FAIL: $*" >&2; exit 1; }
+
+# run NP ARGS...: gptoss under mpirun, with a deadline so a hang fails the test.
+run() {
+  local np=$1; shift
+  timeout 120 "$MPIEXEC" --oversubscribe -np "$np" "$GPTOSS" "$@"
+}
+
+# expect_failure PATTERN COUNT NP ARGS...: non-zero exit, not a timeout, PATTERN printed COUNT
+# times (0 = at least once).
+expect_failure() {
+  local pattern=$1 count=$2 np=$3; shift 3
+  local out status=0
+  out=$(run "$np" "$@" 2>&1) || status=$?
+  echo "$out"
+  [[ $status -ne 0 ]] || die "exit status 0; expected a failure"
+  [[ $status -ne 124 ]] || die "timed out (a hang) instead of failing"
+  local seen
+  seen=$(grep -c -- "$pattern" <<<"$out" || true)
+  [[ $seen -gt 0 ]] || die "no message matching '$pattern'"
+  [[ $count -eq 0 || $seen -eq $count ]] || die "message '$pattern' printed $seen times, expected $count"
+}
+
+copy_model() { cp -r "$GOLDEN_MODEL" "$scratch/model"; chmod -R u+w "$scratch/model"; }
+
+case $case_name in
+  score_matches_reference)
+    out=$(run 2 score --model "$GOLDEN_MODEL" --tokens "$tokens" --logits "$scratch/out.h5" --quiet)
+    grep -q '^mean_nll [0-9.]* over 47 tokens$' <<<"$out" || die "no mean_nll line: $out"
+    "$COMPARE" "$scratch/out.h5" "$ref" --tol 2e-4
+    ;;
+  generate_greedy)
+    for np in 1 2 4 8; do
+      got=$(run "$np" generate --model "$GOLDEN_MODEL" --tokens "$tokens" --max-tokens 16 --temperature 0 --ids --quiet)
+      [[ "$got" == "$greedy" ]] || die "np=$np: got '$got', reference '$greedy'"
+    done
+    ;;
+  decode_matches_prefill)
+    run 4 score --model "$GOLDEN_MODEL" --tokens "$tokens" --logits "$scratch/prefill.h5" --quiet >/dev/null
+    run 4 score --model "$GOLDEN_MODEL" --tokens "$tokens" --chunk 1 --logits "$scratch/decode.h5" --quiet >/dev/null
+    "$COMPARE" "$scratch/decode.h5" "$ref" --tol 2e-4
+    "$COMPARE" "$scratch/decode.h5" "$scratch/prefill.h5" --tol 2e-4
+    ;;
+  ranks_agree_bitwise)
+    for np in 1 2 4 8; do
+      run "$np" score --model "$GOLDEN_MODEL" --tokens "$tokens" --logits "$scratch/np$np.h5" --quiet >/dev/null
+    done
+    for np in 2 4 8; do "$COMPARE" "$scratch/np$np.h5" "$scratch/np1.h5" --exact; done
+    # Sampling: the same seed gives the same tokens at any rank count.
+    a=$(run 1 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --temperature 0.9 --top-p 0.95 --seed 11 --ids --quiet)
+    b=$(run 8 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --temperature 0.9 --top-p 0.95 --seed 11 --ids --quiet)
+    [[ "$a" == "$b" && -n "$a" ]] || die "sampling differs across rank counts: '$a' vs '$b'"
+    ;;
+  bad_rank_count)
+    SECONDS=0
+    expect_failure "3 ranks cannot split this model" 1 3 score --model "$GOLDEN_MODEL" --tokens 1,2
+    [[ $SECONDS -lt 30 ]] || die "took ${SECONDS}s to refuse"
+    ;;
+  bad_rank_count_4kv)
+    cat >"$scratch/config.json" <<'JSON'
+{"hidden_size": 64, "head_dim": 8, "num_attention_heads": 16, "num_key_value_heads": 4,
+ "num_hidden_layers": 2, "num_local_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 32,
+ "vocab_size": 300, "sliding_window": 4, "max_position_embeddings": 1024, "rope_theta": 10000.0,
+ "rms_norm_eps": 1e-5, "swiglu_limit": 7.0, "eos_token_id": 299}
+JSON
+    "$GPTOSS" synth --config "$scratch/config.json" --out "$scratch/ckpt"
+    "$GPTOSS" convert --checkpoint "$scratch/ckpt" --out "$scratch/model" --quiet
+    expect_failure "must divide num_key_value_heads = 4" 1 8 score --model "$scratch/model" --tokens 1,2
+    run 4 score --model "$scratch/model" --tokens 1,2,3 --quiet >/dev/null
+    ;;
+  wrong_format_version)
+    copy_model
+    "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" format_version 999
+    expect_failure "model format version 999, but this gptoss reads version 1" 1 2 score --model "$scratch/model" --tokens 1,2
+    ;;
+  missing_shard)
+    copy_model
+    rm "$scratch/model/shard-00005-of-00008.h5"
+    expect_failure "shard-00005-of-00008.h5: No such file" 1 8 score --model "$scratch/model" --tokens 1,2
+    ;;
+  truncated_shard)
+    copy_model
+    truncate -s 100000 "$scratch/model/shard-00002-of-00008.h5"
+    expect_failure "shard-00002-of-00008.h5 is 100000 bytes but the manifest recorded" 1 4 score --model "$scratch/model" --tokens 1,2
+    ;;
+  damaged_shard)
+    copy_model
+    f=$scratch/model/shard-00006-of-00008.h5
+    size=$(stat -c %s "$f")
+    printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of="$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
+    expect_failure "shard-00006-of-00008.h5: dataset .* fails its checksum" 1 8 score --model "$scratch/model" --tokens 1,2
+    ;;
+  token_out_of_vocab)
+    expect_failure "token id 512 (position 1 of the input) is outside the model's vocabulary \[0, 512)" 1 4 \
+      score --model "$GOLDEN_MODEL" --tokens 1,512
+    expect_failure "is not a token id" 1 2 generate --model "$GOLDEN_MODEL" --tokens 1,x --ids
+    ;;
+  bad_option)
+    expect_failure "unknown option '--bogus'" 1 4 generate --model "$GOLDEN_MODEL" --tokens 1 --bogus
+    expect_failure "model directory /nonexistent" 1 2 score --model /nonexistent --tokens 1
+    ;;
+  convert_refuses_existing)
+    mkdir "$scratch/model" && echo keep >"$scratch/model/precious"
+    expect_failure "already exists" 1 1 convert --checkpoint "$TEST_DATA/tiny20/checkpoint" --out "$scratch/model"
+    [[ -f "$scratch/model/precious" ]] || die "an existing directory was touched"
+    ;;
+  convert_missing_file)
+    cp -r "$TEST_DATA/tiny20/checkpoint" "$scratch/ckpt" && chmod -R u+w "$scratch/ckpt"
+    rm "$scratch/ckpt/model-00000-of-00001.safetensors"
+    expect_failure "model-00000-of-00001.safetensors: No such file" 1 1 \
+      convert --checkpoint "$scratch/ckpt" --out "$scratch/model"
+    [[ ! -e "$scratch/model" ]] || die "a failed conversion left $scratch/model"
+    ;;
+  convert_config_missing_key)
+    cp -r "$TEST_DATA/tiny20/checkpoint" "$scratch/ckpt" && chmod -R u+w "$scratch/ckpt"
+    grep -v '"rope_theta"' "$TEST_DATA/tiny20/checkpoint/config.json" >"$scratch/ckpt/config.json"
+    expect_failure 'missing key "rope_theta"' 1 1 convert --checkpoint "$scratch/ckpt" --out "$scratch/model"
+    ;;
+  general_config_consistent)
+    # A model unlike the released ones: 4 KV heads of 4 queries, 6 experts (fewer than some
+    # rank counts' shards), top-2, a vocabulary that does not divide, other RoPE, mixed layers.
+    cat >"$scratch/config.json" <<'JSON'
+{"hidden_size": 96, "head_dim": 16, "num_attention_heads": 16, "num_key_value_heads": 4,
+ "num_hidden_layers": 3, "layer_types": ["full_attention", "sliding_attention", "sliding_attention"],
+ "num_local_experts": 6, "experts_per_token": 2, "intermediate_size": 64, "vocab_size": 301,
+ "sliding_window": 5, "max_position_embeddings": 2048, "rope_theta": 10000.0,
+ "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 16.0, "beta_slow": 2.0,
+                  "original_max_position_embeddings": 256, "truncate": false},
+ "rms_norm_eps": 1e-6, "swiglu_limit": 5.0, "eos_token_id": [299, 300]}
+JSON
+    "$GPTOSS" synth --config "$scratch/config.json" --out "$scratch/ckpt" --files 3 --seed 5
+    "$GPTOSS" convert --checkpoint "$scratch/ckpt" --out "$scratch/model" --quiet
+    ids=$(seq -s, 7 11 290)
+    for np in 1 2 4; do
+      run "$np" score --model "$scratch/model" --tokens "$ids" --logits "$scratch/np$np.h5" --quiet >/dev/null
+    done
+    "$COMPARE" "$scratch/np2.h5" "$scratch/np1.h5" --exact
+    "$COMPARE" "$scratch/np4.h5" "$scratch/np1.h5" --exact
+    run 2 score --model "$scratch/model" --tokens "$ids" --chunk 1 --logits "$scratch/decode.h5" --quiet >/dev/null
+    "$COMPARE" "$scratch/decode.h5" "$scratch/np1.h5" --tol 2e-4
+    expect_failure "must divide num_key_value_heads = 4" 1 8 score --model "$scratch/model" --tokens 1
+    ;;
+  *)
+    die "unknown case $case_name"
+    ;;
+esac
+echo "PASS: $case_name"

@@ -1,0 +1,171 @@
+/* The safetensors reader: single files, index + several files (the golden checkpoint), and every
+ * way a file can lie or be cut short — each must be refused with a message naming the file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "io/safetensors.h"
+#include "test_util.h"
+
+static char *g_dir;
+
+static int setup(void **state) {
+  (void)state;
+  g_dir = test_make_tmpdir();
+  status_set_silent(1);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  test_remove_tree(g_dir);
+  free(g_dir);
+  return 0;
+}
+
+/* Writes DIR/name: 8-byte header length, the header text, then data_len bytes 0, 1, 2, ... */
+static void write_st(const char *name, const char *header, size_t data_len) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", g_dir, name);
+  const size_t hlen = strlen(header);
+  unsigned char *buf = malloc(8 + hlen + data_len);
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+  memcpy(buf + 8, header, hlen);
+  for (size_t i = 0; i < data_len; i++) buf[8 + hlen + i] = (unsigned char)i;
+  test_write_file(path, buf, 8 + hlen + data_len);
+  free(buf);
+}
+
+static void remove_all(void) {
+  test_remove_tree(g_dir);
+  free(g_dir);
+  g_dir = test_make_tmpdir();
+}
+
+static void expect_error(const char *needle) {
+  Checkpoint ckpt;
+  assert_int_not_equal(checkpoint_open(g_dir, &ckpt), STATUS_OK);
+  if (!strstr(status_last_error(), needle)) fail_msg("message '%s' lacks '%s'", status_last_error(), needle);
+  remove_all();
+}
+
+static void test_single_file_reads_bytes(void **state) {
+  (void)state;
+  write_st("model.safetensors",
+           "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+           "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[12,16]}}",
+           16);
+  Checkpoint ckpt;
+  assert_int_equal(checkpoint_open(g_dir, &ckpt), STATUS_OK);
+  assert_int_equal(ckpt.num_tensors, 2);
+  const StTensor *b = checkpoint_find(&ckpt, "b");
+  assert_non_null(b);
+  assert_string_equal(b->dtype, "U8");
+  assert_int_equal(b->shape[0], 4);
+  unsigned char got[4];
+  assert_int_equal(checkpoint_read(&ckpt, b, 0, got, 4), STATUS_OK);
+  for (int i = 0; i < 4; i++) assert_int_equal(got[i], 12 + i);
+  assert_int_not_equal(checkpoint_read(&ckpt, b, 2, got, 4), STATUS_OK); /* past the tensor's end */
+  checkpoint_close(&ckpt);
+  remove_all();
+}
+
+/* The golden checkpoint is two files + an index; its lm_head must equal the same weights in
+ * OpenAI's original layout (`unembedding.weight`), read through an independent single file. */
+static void test_multi_file_checkpoint_matches_original_layout(void **state) {
+  (void)state;
+  Checkpoint hf, orig;
+  assert_int_equal(checkpoint_open(test_data("tiny20/checkpoint"), &hf), STATUS_OK);
+  assert_int_equal(hf.num_files, 2);
+  assert_int_equal(hf.num_tensors, 4 * 19 + 3);
+  assert_int_equal(checkpoint_open(test_data("tiny20/checkpoint/original"), &orig), STATUS_OK);
+  const char *pairs[][2] = {{"lm_head.weight", "unembedding.weight"}, {"model.embed_tokens.weight", "embedding.weight"}};
+  for (int i = 0; i < 2; i++) {
+    const StTensor *a = checkpoint_find(&hf, pairs[i][0]), *b = checkpoint_find(&orig, pairs[i][1]);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->num_bytes, b->num_bytes);
+    char *x = malloc(a->num_bytes), *y = malloc(b->num_bytes);
+    assert_int_equal(checkpoint_read(&hf, a, 0, x, a->num_bytes), STATUS_OK);
+    assert_int_equal(checkpoint_read(&orig, b, 0, y, b->num_bytes), STATUS_OK);
+    assert_memory_equal(x, y, a->num_bytes);
+    free(x);
+    free(y);
+  }
+  /* The two HF files really are both used. */
+  assert_int_not_equal(checkpoint_find(&hf, "lm_head.weight")->file, checkpoint_find(&hf, "model.embed_tokens.weight")->file);
+  checkpoint_close(&hf);
+  checkpoint_close(&orig);
+}
+
+static void test_missing_files(void **state) {
+  (void)state;
+  expect_error("holds neither model.safetensors nor model.safetensors.index.json");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", g_dir);
+  const char *index = "{\"weight_map\":{\"a\":\"model-00000-of-00001.safetensors\"}}";
+  test_write_file(path, index, strlen(index));
+  expect_error("model-00000-of-00001.safetensors");
+}
+
+static void test_truncated_file(void **state) {
+  (void)state;
+  write_st("model.safetensors", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]}}", 7);
+  expect_error("the file holds only 7 data bytes");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
+  test_write_file(path, "\x10\x00", 2);
+  expect_error("too short to be a safetensors file");
+}
+
+static void test_lying_headers(void **state) {
+  (void)state;
+  write_st("model.safetensors", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,10]}}", 12);
+  expect_error("needs 12");
+  write_st("model.safetensors",
+           "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"BF16\",\"shape\":[2],"
+           "\"data_offsets\":[2,6]}}",
+           8);
+  expect_error("overlap");
+  write_st("model.safetensors", "{\"a\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
+  expect_error("unknown dtype Q9");
+  write_st("model.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-2],\"data_offsets\":[0,4]}}", 4);
+  expect_error("invalid shape");
+  write_st("model.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,0]}}", 4);
+  expect_error("invalid data_offsets");
+  write_st("model.safetensors", "{\"a\": {\"dtype\": \"U8\", ", 4);
+  expect_error("not a JSON object");
+  /* A header length larger than the file. */
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
+  const unsigned char big[16] = {0xff, 0xff, 0xff, 0x00, 0, 0, 0, 0, '{', '}'};
+  test_write_file(path, big, sizeof big);
+  expect_error("does not fit the file");
+}
+
+static void test_index_must_agree_with_files(void **state) {
+  (void)state;
+  write_st("model-00000-of-00000.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", g_dir);
+  const char *index = "{\"weight_map\":{\"a\":\"model-00000-of-00000.safetensors\",\"z\":\"model-00000-of-00000.safetensors\"}}";
+  test_write_file(path, index, strlen(index));
+  expect_error("lists tensor z");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_single_file_reads_bytes),
+      cmocka_unit_test(test_multi_file_checkpoint_matches_original_layout),
+      cmocka_unit_test(test_missing_files),
+      cmocka_unit_test(test_truncated_file),
+      cmocka_unit_test(test_lying_headers),
+      cmocka_unit_test(test_index_must_agree_with_files),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
