@@ -42,15 +42,20 @@ static Status agree_on_manifest(Engine *e, const char *dir, Manifest *m) {
   Status bst = dist_bcast(&failed, sizeof failed, 0);
   if (bst != STATUS_OK) return bst;
   if (failed) return e->rank.rank == 0 ? st : STATUS_REMOTE_ERROR;
-  int64_t num_shards = m->num_shards;
-  bst = dist_bcast(m, sizeof *m, 0);
-  if (bst == STATUS_OK) bst = dist_bcast(&num_shards, sizeof num_shards, 0);
+  /* The config and sizes travel as the struct; the two arrays follow. */
+  Manifest copy = *m;
+  bst = dist_bcast(&copy, sizeof copy, 0);
   if (bst != STATUS_OK) return bst;
+  const size_t num_files = (size_t)copy.num_shards + 1;
   if (e->rank.rank != 0) {
-    m->file_bytes = calloc((size_t)num_shards + 1, sizeof *m->file_bytes);
-    if (!m->file_bytes) return status_error(STATUS_OUT_OF_MEMORY, "manifest");
+    *m = copy;
+    m->file_bytes = calloc(num_files, sizeof *m->file_bytes);
+    m->checksums = calloc(num_files * (size_t)copy.checksums_per_file, sizeof *m->checksums);
+    if (!m->file_bytes || !m->checksums) return status_error(STATUS_OUT_OF_MEMORY, "manifest");
   }
-  return dist_bcast(m->file_bytes, ((size_t)num_shards + 1) * sizeof *m->file_bytes, 0);
+  bst = dist_bcast(m->file_bytes, num_files * sizeof *m->file_bytes, 0);
+  if (bst == STATUS_OK) bst = dist_bcast(m->checksums, num_files * (size_t)m->checksums_per_file * sizeof *m->checksums, 0);
+  return bst;
 }
 
 static Status init_run_state(Engine *e, const EngineOptions *o) {

@@ -103,15 +103,17 @@ static void progress_update(Progress *p, uint64_t bytes, const char *what) {
   fflush(stderr);
 }
 
+/* Writes one file of the model directory; its size goes to *bytes_out and each dataset's
+ * checksum to checksums[i]. */
 static Status write_file(const Checkpoint *ckpt, const GptOssConfig *c, int64_t shard, const char *path,
-                         void *buf, Progress *progress, uint64_t *bytes_out) {
+                         void *buf, Progress *progress, uint64_t *bytes_out, uint64_t *checksums) {
   SpecSet set;
   Status st = make_specs(c, shard, &set);
   ModelFile *file = NULL;
   if (st == STATUS_OK) st = modeldir_create_file(path, &file);
   for (int64_t i = 0; st == STATUS_OK && i < set.count; i++) {
     st = read_slice(ckpt, &set.specs[i], buf);
-    if (st == STATUS_OK) st = modeldir_write_tensor(file, &set.specs[i], buf);
+    if (st == STATUS_OK) st = modeldir_write_tensor(file, &set.specs[i], buf, &checksums[i]);
     if (st == STATUS_OK) progress_update(progress, set.specs[i].num_bytes, path + (strlen(path) > 40 ? strlen(path) - 40 : 0));
   }
   Status close_st = modeldir_close_file(file);
@@ -161,20 +163,23 @@ static Status write_model(const Checkpoint *ckpt, const GptOssConfig *c, const c
   Status st = plan_buffer(c, &max_bytes, &progress.total);
   void *buf = st == STATUS_OK ? malloc(max_bytes ? max_bytes : 1) : NULL;
   uint64_t *file_bytes = calloc((size_t)S + 1, sizeof *file_bytes);
-  if (st == STATUS_OK && (!buf || !file_bytes)) st = status_error(STATUS_OUT_OF_MEMORY, "conversion buffer of %zu bytes", max_bytes);
+  const int64_t per_file = modeldir_checksums_per_file(c);
+  uint64_t *checksums = calloc((size_t)((S + 1) * per_file), sizeof *checksums);
+  if (st == STATUS_OK && (!buf || !file_bytes || !checksums)) st = status_error(STATUS_OUT_OF_MEMORY, "conversion buffer of %zu bytes", max_bytes);
   char path[4096];
   for (int64_t s = 0; st == STATUS_OK && s < S; s++) {
     modeldir_shard_path(path, sizeof path, dir, s, S);
-    st = write_file(ckpt, c, s, path, buf, &progress, &file_bytes[s]);
+    st = write_file(ckpt, c, s, path, buf, &progress, &file_bytes[s], checksums + s * per_file);
   }
   if (st == STATUS_OK) {
     modeldir_replicated_path(path, sizeof path, dir);
-    st = write_file(ckpt, c, -1, path, buf, &progress, &file_bytes[S]);
+    st = write_file(ckpt, c, -1, path, buf, &progress, &file_bytes[S], checksums + S * per_file);
   }
-  if (st == STATUS_OK) st = modeldir_write_manifest(dir, config_text, S, file_bytes);
+  if (st == STATUS_OK) st = modeldir_write_manifest(dir, config_text, S, file_bytes, checksums, per_file);
   if (show_progress) fputc('\n', stderr);
   free(buf);
   free(file_bytes);
+  free(checksums);
   return st;
 }
 

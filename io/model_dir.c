@@ -96,14 +96,14 @@ Status modeldir_create_file(const char *path, ModelFile **out) {
   return STATUS_OK;
 }
 
-Status modeldir_write_tensor(ModelFile *f, const TensorSpec *spec, const void *data) {
+Status modeldir_write_tensor(ModelFile *f, const TensorSpec *spec, const void *data, uint64_t *checksum_out) {
   hsize_t dims[TENSOR_MAX_DIMS];
   for (int d = 0; d < spec->num_dims; d++) dims[d] = (hsize_t)spec->shape[d];
   hid_t space = H5Screate_simple(spec->num_dims, dims, NULL);
   hid_t dset = H5Dcreate2(f->file, spec->name, hdf5_type(spec->dtype), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   herr_t err = dset < 0 ? -1 : H5Dwrite(dset, hdf5_type(spec->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   if (err >= 0) err = write_string_attr(dset, "dtype", dtype_name(spec->dtype));
-  if (err >= 0) err = write_u64_attr(dset, "checksum", checksum64(data, spec->num_bytes));
+  *checksum_out = checksum64(data, spec->num_bytes);
   if (dset >= 0) H5Dclose(dset);
   H5Sclose(space);
   if (err < 0) return status_error(STATUS_IO_ERROR, "cannot write dataset %s to %s (disk full?)", spec->name, f->path);
@@ -118,8 +118,22 @@ Status modeldir_close_file(ModelFile *f) {
   return st;
 }
 
+int64_t modeldir_checksums_per_file(const GptOssConfig *c) {
+  const int64_t shard = weights_shard_spec_count(c), replicated = weights_replicated_spec_count(c);
+  return shard > replicated ? shard : replicated;
+}
+
+static herr_t write_u64_dataset(hid_t file, const char *name, int num_dims, const hsize_t *dims, const uint64_t *data) {
+  hid_t space = H5Screate_simple(num_dims, dims, NULL);
+  hid_t dset = H5Dcreate2(file, name, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = dset < 0 ? -1 : H5Dwrite(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  return err;
+}
+
 Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
-                               const uint64_t *file_bytes) {
+                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file) {
   quiet_hdf5();
   char path[4096];
   snprintf(path, sizeof path, "%s/manifest.h5", dir);
@@ -142,12 +156,9 @@ Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t
   if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, config_json) < 0) err = -1;
   if (dset >= 0) H5Dclose(dset);
   H5Sclose(space);
-  hsize_t n = (hsize_t)num_shards + 1;
-  space = H5Screate_simple(1, &n, NULL);
-  dset = err < 0 ? -1 : H5Dcreate2(file, "file_bytes", H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, file_bytes) < 0) err = -1;
-  if (dset >= 0) H5Dclose(dset);
-  H5Sclose(space);
+  const hsize_t dims[2] = {(hsize_t)num_shards + 1, (hsize_t)checksums_per_file};
+  if (err >= 0) err = write_u64_dataset(file, "file_bytes", 1, dims, file_bytes);
+  if (err >= 0) err = write_u64_dataset(file, "checksums", 2, dims, checksums);
   if (H5Fclose(file) < 0) err = -1;
   if (err < 0) return status_error(STATUS_IO_ERROR, "cannot write %s (disk full?)", path);
   return STATUS_OK;
@@ -172,16 +183,17 @@ static Status read_u8_dataset(hid_t file, const char *name, const char *path, ch
   return STATUS_OK;
 }
 
-static Status read_file_bytes(hid_t file, const char *path, Manifest *m) {
-  hid_t dset = H5Dopen2(file, "file_bytes", H5P_DEFAULT);
-  if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset file_bytes", path);
+/* Reads a u64 dataset that must hold exactly `count` values into a new array. */
+static Status read_u64_dataset(hid_t file, const char *path, const char *name, int64_t count, uint64_t **out) {
+  hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+  if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s", path, name);
   hid_t space = H5Dget_space(dset);
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   H5Sclose(space);
   Status st = STATUS_OK;
-  m->file_bytes = n == m->num_shards + 1 ? calloc((size_t)n, sizeof *m->file_bytes) : NULL;
-  if (!m->file_bytes || H5Dread(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->file_bytes) < 0) {
-    st = status_error(STATUS_BAD_FORMAT, "%s: file_bytes must list num_shards + 1 sizes", path);
+  *out = n == count ? calloc((size_t)n, sizeof **out) : NULL;
+  if (!*out || H5Dread(dset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+    st = status_error(STATUS_BAD_FORMAT, "%s: dataset %s must hold %lld values", path, name, (long long)count);
   }
   H5Dclose(dset);
   return st;
@@ -229,7 +241,11 @@ Status modeldir_read_manifest(const char *dir, Manifest *m) {
     st = status_error(STATUS_MISMATCH, "%s: num_shards %lld does not match num_key_value_heads %lld", path,
                       (long long)m->num_shards, (long long)config_num_shards(&m->config));
   }
-  if (st == STATUS_OK) st = read_file_bytes(file, path, m);
+  m->checksums_per_file = modeldir_checksums_per_file(&m->config);
+  if (st == STATUS_OK) st = read_u64_dataset(file, path, "file_bytes", m->num_shards + 1, &m->file_bytes);
+  if (st == STATUS_OK) {
+    st = read_u64_dataset(file, path, "checksums", (m->num_shards + 1) * m->checksums_per_file, &m->checksums);
+  }
   H5Fclose(file);
   if (st != STATUS_OK) modeldir_free_manifest(m);
   return st;
@@ -237,10 +253,12 @@ Status modeldir_read_manifest(const char *dir, Manifest *m) {
 
 void modeldir_free_manifest(Manifest *m) {
   free(m->file_bytes);
+  free(m->checksums);
   m->file_bytes = NULL;
+  m->checksums = NULL;
 }
 
-static Status load_one_tensor(hid_t file, const char *path, const TensorSpec *spec, void *dst, bool verify) {
+static Status load_one_tensor(hid_t file, const char *path, const TensorSpec *spec, void *dst, const uint64_t *checksum) {
   hid_t dset = H5Dopen2(file, spec->name, H5P_DEFAULT);
   if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s (damaged file? re-run gptoss convert)", path, spec->name);
   Status st = STATUS_OK;
@@ -254,15 +272,11 @@ static Status load_one_tensor(hid_t file, const char *path, const TensorSpec *sp
   } else if (H5Dread(dset, hdf5_type(spec->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
     st = status_error(STATUS_IO_ERROR, "%s: cannot read dataset %s (damaged or truncated file; re-run gptoss convert)",
                       path, spec->name);
-  } else if (verify) {
-    uint64_t stored = 0;
-    if (read_u64_attr(dset, "checksum", &stored) < 0) {
-      st = status_error(STATUS_BAD_FORMAT, "%s: dataset %s has no checksum attribute", path, spec->name);
-    } else if (stored != checksum64(dst, spec->num_bytes)) {
-      st = status_error(STATUS_BAD_FORMAT,
-                        "%s: dataset %s fails its checksum: the file is damaged; copy it again or re-run gptoss convert",
-                        path, spec->name);
-    }
+  } else if (checksum && *checksum != checksum64(dst, spec->num_bytes)) {
+    st = status_error(STATUS_BAD_FORMAT,
+                      "%s: dataset %s does not match the manifest's checksum: the file is damaged or from "
+                      "another model; copy it again or re-run gptoss convert",
+                      path, spec->name);
   }
   H5Tclose(type);
   H5Sclose(space);
@@ -271,7 +285,7 @@ static Status load_one_tensor(hid_t file, const char *path, const TensorSpec *sp
 }
 
 Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
-                             int64_t num_specs, void *arena, bool verify) {
+                             int64_t num_specs, void *arena, const uint64_t *checksums) {
   quiet_hdf5();
   struct stat sb;
   if (stat(path, &sb) != 0) {
@@ -288,7 +302,7 @@ Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const Te
   if (file < 0) return status_error(STATUS_BAD_FORMAT, "%s is not a readable HDF5 file (damaged? re-run gptoss convert)", path);
   Status st = STATUS_OK;
   for (int64_t i = 0; i < num_specs && st == STATUS_OK; i++) {
-    st = load_one_tensor(file, path, &specs[i], (char *)arena + specs[i].arena_offset, verify);
+    st = load_one_tensor(file, path, &specs[i], (char *)arena + specs[i].arena_offset, checksums ? &checksums[i] : NULL);
   }
   H5Fclose(file);
   return st;
@@ -297,12 +311,12 @@ Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const Te
 /* ---------- whole weight sets ---------- */
 
 static Status load_file_into_arena(const char *path, uint64_t expected_bytes, TensorSpec *specs, int64_t n,
-                                   size_t arena_bytes, bool verify, void **arena_out) {
+                                   size_t arena_bytes, const uint64_t *checksums, void **arena_out) {
   /* One allocation per file, carved into its tensors. */
   void *arena = aligned_alloc(64, arena_bytes ? (arena_bytes + 63) & ~(size_t)63 : 64);
   if (!arena) return status_error(STATUS_OUT_OF_MEMORY, "%zu bytes for the weights in %s", arena_bytes, path);
   *arena_out = arena;
-  Status st = modeldir_load_tensors(path, expected_bytes, specs, n, arena, verify);
+  Status st = modeldir_load_tensors(path, expected_bytes, specs, n, arena, checksums);
   if (st == STATUS_OK) weights_bind(specs, n, arena);
   return st;
 }
@@ -321,14 +335,16 @@ Status modeldir_load_weights(const char *dir, const Manifest *m, Range shards, b
   if (st == STATUS_OK) {
     const size_t bytes = weights_replicated_specs(c, &w->replicated, specs);
     modeldir_replicated_path(path, sizeof path, dir);
-    st = load_file_into_arena(path, m->file_bytes[m->num_shards], specs, n_rep, bytes, verify, &w->replicated_arena);
+    const uint64_t *sums = verify ? m->checksums + m->num_shards * m->checksums_per_file : NULL;
+    st = load_file_into_arena(path, m->file_bytes[m->num_shards], specs, n_rep, bytes, sums, &w->replicated_arena);
     w->num_bytes += bytes;
   }
   for (int64_t i = 0; st == STATUS_OK && i < num_local; i++) {
     const int64_t shard = shards.begin + i;
     const size_t bytes = weights_shard_specs(c, shard, &w->shards[i], specs);
     modeldir_shard_path(path, sizeof path, dir, shard, m->num_shards);
-    st = load_file_into_arena(path, m->file_bytes[shard], specs, n_shard, bytes, verify, &w->shard_arenas[i]);
+    const uint64_t *sums = verify ? m->checksums + shard * m->checksums_per_file : NULL;
+    st = load_file_into_arena(path, m->file_bytes[shard], specs, n_shard, bytes, sums, &w->shard_arenas[i]);
     w->num_bytes += bytes;
   }
   free(specs);

@@ -1,12 +1,13 @@
 /* The model directory: HDF5 files written by `gptoss convert` and read by every rank.
  *
  *   MODEL/manifest.h5      format name + version, config.json text, shard count, the plan,
- *                          and the byte size of every other file (a truncated copy is named)
+ *                          the byte size of every other file (a truncated copy is named) and
+ *                          the checksum of every dataset (a damaged one is named)
  *   MODEL/replicated.h5    tensors every rank reads in full (norms, router, o_proj bias)
  *   MODEL/shard-SSSSS-of-NNNNN.h5   KV group s: its attention slices, experts, vocab rows
  *
  * Each dataset keeps its checkpoint bytes (bf16 as 16-bit words, MXFP4 as u8 blocks and
- * scales) in contiguous layout, with attributes `dtype` and `checksum` (io/checksum.h). */
+ * scales) in contiguous layout, with a `dtype` attribute. */
 #ifndef GPTOSS_IO_MODEL_DIR_H
 #define GPTOSS_IO_MODEL_DIR_H
 
@@ -26,12 +27,16 @@ void modeldir_replicated_path(char *out, size_t size, const char *dir);
 
 /* ---- writing (the converter) ---- */
 Status modeldir_create_file(const char *path, ModelFile **out);
-Status modeldir_write_tensor(ModelFile *file, const TensorSpec *spec, const void *data);
+Status modeldir_write_tensor(ModelFile *file, const TensorSpec *spec, const void *data, uint64_t *checksum_out);
 Status modeldir_close_file(ModelFile *file);
-/* Written last: its presence marks a complete directory. file_bytes: [num_shards + 1] sizes of
- * the shard files followed by replicated.h5. */
+/* Written last: its presence marks a complete directory. Per file — the shards in order, then
+ * replicated.h5 — file_bytes [num_shards + 1] holds its size and checksums
+ * [num_shards + 1][checksums_per_file] the checksum64 of each dataset in tensor-list order. */
 Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
-                               const uint64_t *file_bytes);
+                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file);
+
+/* Datasets per file: the longer of the shard and replicated tensor lists. */
+int64_t modeldir_checksums_per_file(const GptOssConfig *config);
 
 /* ---- reading (every rank) ---- */
 typedef struct {
@@ -39,15 +44,18 @@ typedef struct {
   int64_t num_shards;
   int64_t format_version;
   uint64_t *file_bytes;  /* [num_shards + 1], see modeldir_write_manifest */
+  uint64_t *checksums;   /* [num_shards + 1][checksums_per_file] */
+  int64_t checksums_per_file;
 } Manifest;
 
 Status modeldir_read_manifest(const char *dir, Manifest *out);
 void modeldir_free_manifest(Manifest *manifest);
 
 /* Reads the listed tensors of one file into arena + spec.arena_offset, checking each dataset's
- * type, shape and (when verify) checksum. expected_bytes: the size the manifest recorded. */
+ * type and shape, and its checksum against `checksums` (the manifest's row for this file; NULL
+ * skips the check). expected_bytes: the size the manifest recorded. */
 Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
-                             int64_t num_specs, void *arena, bool verify);
+                             int64_t num_specs, void *arena, const uint64_t *checksums);
 
 /* The weights of shards [begin, end) and the replicated tensors, read into one arena per
  * file (never expanded: bf16 and MXFP4 stay packed). */

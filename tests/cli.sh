@@ -102,7 +102,7 @@ JSON
     f=$scratch/model/shard-00006-of-00008.h5
     size=$(stat -c %s "$f")
     printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of="$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
-    expect_failure "shard-00006-of-00008.h5: dataset .* fails its checksum" 1 8 score --model "$scratch/model" --tokens 1,2
+    expect_failure "shard-00006-of-00008.h5: dataset .* does not match the manifest's checksum" 1 8 score --model "$scratch/model" --tokens 1,2
     ;;
   token_out_of_vocab)
     expect_failure "token id 512 (position 1 of the input) is outside the model's vocabulary \[0, 512)" 1 4 \
