@@ -18,7 +18,14 @@ struct ModelFile {
   char path[4096];
 };
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* HDF5's own error printing is replaced by our messages. File locking is switched off (unless
+ * the user set HDF5_USE_FILE_LOCKING): model files are written once, by a single converter, and
+ * then only read — and flock fails on many cluster filesystems (NFS, Lustre), where it would
+ * otherwise stop every rank from opening its shard. */
+static void quiet_hdf5(void) {
+  setenv("HDF5_USE_FILE_LOCKING", "FALSE", /*overwrite=*/0);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 void modeldir_shard_path(char *out, size_t size, const char *dir, int64_t shard, int64_t num_shards) {
   snprintf(out, size, "%s/shard-%05lld-of-%05lld.h5", dir, (long long)shard, (long long)num_shards);
