@@ -15,6 +15,7 @@ static const Command COMMANDS[] = {
     {"score", cmd_score, "teacher-forced logits and mean NLL of a token sequence (MPI)"},
     {"generate", cmd_generate, "continue a token sequence (MPI)"},
     {"synth", cmd_synth, "write a random checkpoint in the Hugging Face layout"},
+    {"tokenize", cmd_tokenize, "text <-> token ids (o200k_harmony)"},
 };
 
 static void print_usage(FILE *out) {
