@@ -19,6 +19,9 @@ typedef enum {
   OP_NEXT_GREEDY,
   OP_NEXT_LOGITS,
   OP_CHECK_REPLICAS,
+  OP_MARK,
+  OP_ROLLBACK,
+  OP_FEED,
 } Op;
 
 typedef struct {
@@ -164,6 +167,12 @@ static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, floa
     case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
     case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
     case OP_CHECK_REPLICAS: return do_check_replicas(e, next_out);
+    case OP_FEED: {
+      ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
+      return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
+    }
+    case OP_MARK: return transformer_mark(&e->transformer);
+    case OP_ROLLBACK: return transformer_rollback(&e->transformer);
     case OP_STOP: return STATUS_OK;
   }
   return status_error(STATUS_INVALID_ARGUMENT, "unknown command %d", cmd->op);
@@ -189,7 +198,7 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
 }
 
 static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
-  if (op != OP_RESET && op != OP_CHECK_REPLICAS) {
+  if (op == OP_SCORE || op == OP_NEXT_GREEDY || op == OP_NEXT_LOGITS || op == OP_FEED) {
     Status st = check_tokens(e, tokens, n);
     if (st != STATUS_OK) return st;
   }
@@ -201,6 +210,9 @@ static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *l
 }
 
 Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, NULL, NULL); }
+Status engine_feed(Engine *e, const int32_t *tokens, int64_t n) { return drive(e, OP_FEED, tokens, n, NULL, NULL); }
+Status engine_mark(Engine *e) { return drive(e, OP_MARK, NULL, 0, NULL, NULL); }
+Status engine_rollback(Engine *e) { return drive(e, OP_ROLLBACK, NULL, 0, NULL, NULL); }
 Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
   return drive(e, OP_SCORE, tokens, n, logits_out, NULL);
 }

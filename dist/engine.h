@@ -42,6 +42,11 @@ void engine_free(Engine *e);
 
 /* Start a new sequence (empty KV cache). */
 Status engine_reset(Engine *e);
+/* Feed tokens into the KV cache without computing logits. */
+Status engine_feed(Engine *e, const int32_t *tokens, int64_t n);
+/* Remember the KV cache as it is, and return to it later (transformer_mark / _rollback). */
+Status engine_mark(Engine *e);
+Status engine_rollback(Engine *e);
 /* Feed tokens; rank 0 gets the full logits [n, V] (teacher forcing). */
 Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
 /* Feed tokens; return the argmax of the last position's logits (ties: lowest id). */

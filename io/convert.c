@@ -10,6 +10,7 @@
 
 #include "io/config_json.h"
 #include "io/model_dir.h"
+#include "io/vocab_embedded.h"
 
 typedef struct {
   TensorSpec *specs;
@@ -175,7 +176,10 @@ static Status write_model(const Checkpoint *ckpt, const GptOssConfig *c, const c
     modeldir_replicated_path(path, sizeof path, dir);
     st = write_file(ckpt, c, -1, path, buf, &progress, &file_bytes[S], checksums + S * per_file);
   }
-  if (st == STATUS_OK) st = modeldir_write_manifest(dir, config_text, S, file_bytes, checksums, per_file);
+  const void *vocab;
+  size_t vocab_bytes;
+  vocab_embedded(&vocab, &vocab_bytes);
+  if (st == STATUS_OK) st = modeldir_write_manifest(dir, config_text, S, file_bytes, checksums, per_file, vocab, vocab_bytes);
   if (show_progress) fputc('\n', stderr);
   free(buf);
   free(file_bytes);

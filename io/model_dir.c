@@ -139,8 +139,19 @@ static herr_t write_u64_dataset(hid_t file, const char *name, int num_dims, cons
   return err;
 }
 
+static herr_t write_u8_dataset(hid_t file, const char *name, const void *data, size_t num_bytes) {
+  const hsize_t len = num_bytes;
+  hid_t space = H5Screate_simple(1, &len, NULL);
+  hid_t dset = H5Dcreate2(file, name, H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t err = dset < 0 ? -1 : H5Dwrite(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  return err;
+}
+
 Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
-                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file) {
+                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file,
+                               const void *tokenizer, size_t tokenizer_bytes) {
   quiet_hdf5();
   char path[4096];
   snprintf(path, sizeof path, "%s/manifest.h5", dir);
@@ -156,13 +167,9 @@ Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t
                             "[floor(s*n/S), floor((s+1)*n/S)); norms, router and o_proj bias in replicated.h5");
   }
   H5Gclose(root);
-  /* config.json can outgrow an attribute's 64 KiB: keep it as a byte dataset. */
-  hsize_t len = strlen(config_json);
-  hid_t space = H5Screate_simple(1, &len, NULL);
-  hid_t dset = err < 0 ? -1 : H5Dcreate2(file, "config_json", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, config_json) < 0) err = -1;
-  if (dset >= 0) H5Dclose(dset);
-  H5Sclose(space);
+  /* config.json can outgrow an attribute's 64 KiB: keep it (and the tokenizer) as byte datasets. */
+  if (err >= 0) err = write_u8_dataset(file, "config_json", config_json, strlen(config_json));
+  if (err >= 0) err = write_u8_dataset(file, "tokenizer", tokenizer, tokenizer_bytes);
   const hsize_t dims[2] = {(hsize_t)num_shards + 1, (hsize_t)checksums_per_file};
   if (err >= 0) err = write_u64_dataset(file, "file_bytes", 1, dims, file_bytes);
   if (err >= 0) err = write_u64_dataset(file, "checksums", 2, dims, checksums);
@@ -173,7 +180,7 @@ Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t
 
 /* ---------- reading ---------- */
 
-static Status read_u8_dataset(hid_t file, const char *name, const char *path, char **out) {
+static Status read_u8_dataset(hid_t file, const char *name, const char *path, char **out, size_t *num_bytes_out) {
   hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
   if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s", path, name);
   hid_t space = H5Dget_space(dset);
@@ -187,6 +194,7 @@ static Status read_u8_dataset(hid_t file, const char *name, const char *path, ch
   }
   H5Dclose(dset);
   *out = buf;
+  if (num_bytes_out) *num_bytes_out = (size_t)n;
   return STATUS_OK;
 }
 
@@ -241,7 +249,7 @@ Status modeldir_read_manifest(const char *dir, Manifest *m) {
   m->format_version = (int64_t)version;
   m->num_shards = (int64_t)num_shards;
   char *config_text = NULL;
-  if (st == STATUS_OK) st = read_u8_dataset(file, "config_json", path, &config_text);
+  if (st == STATUS_OK) st = read_u8_dataset(file, "config_json", path, &config_text, NULL);
   if (st == STATUS_OK) st = config_parse_json(config_text, strlen(config_text), path, &m->config);
   free(config_text);
   if (st == STATUS_OK && config_num_shards(&m->config) != m->num_shards) {
@@ -255,6 +263,17 @@ Status modeldir_read_manifest(const char *dir, Manifest *m) {
   }
   H5Fclose(file);
   if (st != STATUS_OK) modeldir_free_manifest(m);
+  return st;
+}
+
+Status modeldir_read_tokenizer(const char *dir, char **data_out, size_t *num_bytes_out) {
+  quiet_hdf5();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/manifest.h5", dir);
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) return status_error(STATUS_BAD_FORMAT, "%s is not a readable HDF5 file (damaged? re-run gptoss convert)", path);
+  Status st = read_u8_dataset(file, "tokenizer", path, data_out, num_bytes_out);
+  H5Fclose(file);
   return st;
 }
 

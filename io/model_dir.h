@@ -2,7 +2,8 @@
  *
  *   MODEL/manifest.h5      format name + version, config.json text, shard count, the plan,
  *                          the byte size of every other file (a truncated copy is named) and
- *                          the checksum of every dataset (a damaged one is named)
+ *                          the checksum of every dataset (a damaged one is named), and the
+ *                          tokenizer (o200k_base.tiktoken), so a model is self-contained
  *   MODEL/replicated.h5    tensors every rank reads in full (norms, router, o_proj bias)
  *   MODEL/shard-SSSSS-of-NNNNN.h5   KV group s: its attention slices, experts, vocab rows
  *
@@ -33,7 +34,11 @@ Status modeldir_close_file(ModelFile *file);
  * replicated.h5 — file_bytes [num_shards + 1] holds its size and checksums
  * [num_shards + 1][checksums_per_file] the checksum64 of each dataset in tensor-list order. */
 Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t num_shards,
-                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file);
+                               const uint64_t *file_bytes, const uint64_t *checksums, int64_t checksums_per_file,
+                               const void *tokenizer, size_t tokenizer_bytes);
+
+/* The tokenizer stored in the manifest (o200k_base.tiktoken bytes); the caller frees it. */
+Status modeldir_read_tokenizer(const char *dir, char **data_out, size_t *num_bytes_out);
 
 /* Datasets per file: the longer of the shard and replicated tensor lists. */
 int64_t modeldir_checksums_per_file(const GptOssConfig *config);

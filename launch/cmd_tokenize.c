@@ -1,5 +1,5 @@
 /* gptoss tokenize: text -> token ids and ids -> text with the o200k_harmony tokenizer. One
- * process, no MPI. The vocabulary file comes from --vocab or $GPTOSS_TOKENIZER. */
+ * process, no MPI. The vocabulary: --vocab, else $GPTOSS_TOKENIZER, else the one built in. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 #include "io/config_json.h" /* io_read_text_file */
 #include "io/tokenizer.h"
+#include "io/vocab_embedded.h"
 #include "launch/commands.h"
 
 #define MAX_TEXT_FILE_BYTES (256u << 20)
@@ -20,7 +21,7 @@ static void print_usage(FILE *out) {
           "  --decode IDS      decode ids given as \"1,2,3\" (commas or spaces); prints the text and a newline\n"
           "  --allow-special   read special-token strings such as <|start|> in the text as their ids\n"
           "                    (by default all text is ordinary, as message text in a chat is)\n"
-          "  --vocab PATH      o200k_base.tiktoken (default: $GPTOSS_TOKENIZER)\n");
+          "  --vocab PATH      o200k_base.tiktoken (default: $GPTOSS_TOKENIZER, else the built-in one)\n");
 }
 
 /* Parses "1,2,3" / "1 2 3" into ids within the vocabulary. */
@@ -101,15 +102,19 @@ int cmd_tokenize(int argc, char **argv) {
     print_usage(stderr);
     return 2;
   }
-  if (!vocab || !*vocab) {
-    fprintf(stderr, "gptoss tokenize: no vocabulary: pass --vocab PATH/o200k_base.tiktoken or set GPTOSS_TOKENIZER\n");
-    return 2;
-  }
-
   Tokenizer *tok = NULL;
   char *file_text = NULL;
   size_t num_file_bytes = 0;
-  Status status = tokenizer_load(&tok, vocab);
+  Status status;
+  if (vocab && *vocab) {
+    status = tokenizer_load(&tok, vocab);
+  } else {
+    /* The o200k_base vocabulary compiled into the program. */
+    const void *data;
+    size_t num_bytes;
+    vocab_embedded(&data, &num_bytes);
+    status = tokenizer_load_from_memory(&tok, data, num_bytes, "the built-in o200k_base vocabulary");
+  }
   if (status == STATUS_OK && file) status = io_read_text_file(file, MAX_TEXT_FILE_BYTES, &file_text, &num_file_bytes);
   if (status == STATUS_OK) {
     if (decode) {

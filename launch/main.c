@@ -13,7 +13,8 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"convert", cmd_convert, "Hugging Face checkpoint -> sharded HDF5 model directory"},
     {"score", cmd_score, "teacher-forced logits and mean NLL of a token sequence (MPI)"},
-    {"generate", cmd_generate, "continue a token sequence (MPI)"},
+    {"generate", cmd_generate, "answer a prompt (harmony chat format) or continue token ids (MPI)"},
+    {"chat", cmd_chat, "multi-turn conversation on rank 0's terminal (MPI)"},
     {"synth", cmd_synth, "write a random checkpoint in the Hugging Face layout"},
     {"tokenize", cmd_tokenize, "text <-> token ids (o200k_harmony)"},
 };

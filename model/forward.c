@@ -108,6 +108,7 @@ Status transformer_init(Transformer *t, const GptOssConfig *config, Range shards
   t->replicated = replicated;
   t->context_length = context_length;
   t->max_chunk = max_chunk;
+  t->mark_position = -1;
   if (context_length <= 0 || max_chunk <= 0) {
     return status_error(STATUS_INVALID_ARGUMENT, "context length (%lld) and chunk size (%lld) must be positive",
                         (long long)context_length, (long long)max_chunk);
@@ -120,19 +121,64 @@ Status transformer_init(Transformer *t, const GptOssConfig *config, Range shards
 }
 
 void transformer_free(Transformer *t) {
-  if (t->kv) {
-    for (int64_t i = 0; i < t->num_local_shards * t->config.num_hidden_layers; i++) {
+  for (int64_t i = 0; i < t->num_local_shards * t->config.num_hidden_layers; i++) {
+    if (t->kv) {
       free(t->kv[i].k);
       free(t->kv[i].v);
     }
-    free(t->kv);
-    t->kv = NULL;
+    if (t->kv_mark) {
+      free(t->kv_mark[i].k);
+      free(t->kv_mark[i].v);
+    }
   }
+  free(t->kv);
+  free(t->kv_mark);
+  t->kv = NULL;
+  t->kv_mark = NULL;
   scratch_free(&t->scratch);
   rope_free(&t->rope);
 }
 
-void transformer_reset(Transformer *t) { t->position = 0; }
+void transformer_reset(Transformer *t) {
+  t->position = 0;
+  t->mark_position = -1;
+}
+
+static bool ring_is_window(const Transformer *t, const KvRing *ring) { return ring->capacity < t->context_length; }
+
+Status transformer_mark(Transformer *t) {
+  const int64_t num_rings = t->num_local_shards * t->config.num_hidden_layers, D = t->config.head_dim;
+  if (!t->kv_mark) {
+    t->kv_mark = calloc((size_t)num_rings, sizeof *t->kv_mark);
+    if (!t->kv_mark) return status_error(STATUS_OUT_OF_MEMORY, "KV cache mark");
+    for (int64_t i = 0; i < num_rings; i++) {
+      if (!ring_is_window(t, &t->kv[i])) continue;
+      t->kv_mark[i].capacity = t->kv[i].capacity;
+      Status st = alloc_floats(&t->kv_mark[i].k, t->kv[i].capacity * D);
+      if (st == STATUS_OK) st = alloc_floats(&t->kv_mark[i].v, t->kv[i].capacity * D);
+      if (st != STATUS_OK) return st;
+    }
+  }
+  for (int64_t i = 0; i < num_rings; i++) {
+    if (!t->kv_mark[i].k) continue;
+    memcpy(t->kv_mark[i].k, t->kv[i].k, (size_t)(t->kv[i].capacity * D) * sizeof(float));
+    memcpy(t->kv_mark[i].v, t->kv[i].v, (size_t)(t->kv[i].capacity * D) * sizeof(float));
+  }
+  t->mark_position = t->position;
+  return STATUS_OK;
+}
+
+Status transformer_rollback(Transformer *t) {
+  if (t->mark_position < 0) return status_error(STATUS_INVALID_ARGUMENT, "no mark to roll the KV cache back to");
+  const int64_t num_rings = t->num_local_shards * t->config.num_hidden_layers, D = t->config.head_dim;
+  for (int64_t i = 0; i < num_rings; i++) {
+    if (!t->kv_mark[i].k) continue;
+    memcpy(t->kv[i].k, t->kv_mark[i].k, (size_t)(t->kv[i].capacity * D) * sizeof(float));
+    memcpy(t->kv[i].v, t->kv_mark[i].v, (size_t)(t->kv[i].capacity * D) * sizeof(float));
+  }
+  t->position = t->mark_position;
+  return STATUS_OK;
+}
 
 Range transformer_local_vocab(const Transformer *t) {
   Range r = {t->shard_weights[0].slice.vocab.begin,

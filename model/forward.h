@@ -66,6 +66,8 @@ typedef struct {
   int64_t max_chunk;
   int64_t position;               /* tokens already in the KV cache */
   KvRing *kv;                     /* [num_local_shards][L] */
+  KvRing *kv_mark;                /* copies of the sliding rings at the mark (NULL until used) */
+  int64_t mark_position;          /* -1: no mark */
   Scratch scratch;
 } Transformer;
 
@@ -75,6 +77,12 @@ Status transformer_init(Transformer *t, const GptOssConfig *config, Range shards
 void transformer_free(Transformer *t);
 /* Forget the KV cache (a new sequence starts at position 0). */
 void transformer_reset(Transformer *t);
+
+/* Remember the cache as it is now, and later return to it, forgetting what came after (a chat
+ * drops an answer's reasoning this way). Full-attention entries before the mark are never
+ * overwritten; the sliding-window rings are, so the mark keeps a copy of them. */
+Status transformer_mark(Transformer *t);
+Status transformer_rollback(Transformer *t);
 
 /* Vocabulary rows [begin, end) whose logits this rank computes. */
 Range transformer_local_vocab(const Transformer *t);

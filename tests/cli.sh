@@ -154,6 +154,30 @@ JSON
     "$COMPARE" "$scratch/decode.h5" "$scratch/np1.h5" --tol 2e-4
     expect_failure "must divide num_key_value_heads = 4" 1 8 score --model "$scratch/model" --tokens 1
     ;;
+  text_generate)
+    # Harmony prompt, sampled: the same seed gives the same text at 1 and 8 ranks.
+    a=$(run 1 generate --model "$SMALL_MODEL" --prompt "Hello, who are you?" --max-tokens 12 --seed 3 --ids --quiet)
+    b=$(run 8 generate --model "$SMALL_MODEL" --prompt "Hello, who are you?" --max-tokens 12 --seed 3 --ids --quiet)
+    [[ -n "$a" && "$a" == "$b" ]] || die "harmony generation differs across rank counts: '$a' vs '$b'"
+    # --raw sends the text as plain tokens: the same as giving the ids gptoss tokenize makes.
+    ids=$("$GPTOSS" tokenize --vocab "$VOCAB" --text "The capital of France is")
+    a=$(run 2 generate --model "$SMALL_MODEL" --prompt "The capital of France is" --raw --temperature 0 --max-tokens 8 --ids --quiet)
+    b=$(run 4 generate --model "$SMALL_MODEL" --tokens "${ids// /,}" --temperature 0 --max-tokens 8 --ids --quiet)
+    [[ -n "$a" && "$a" == "$b" ]] || die "--raw '$a' differs from --tokens '$b'"
+    # Text out: the decoded ids.
+    text=$(run 2 generate --model "$SMALL_MODEL" --tokens "${ids// /,}" --temperature 0 --max-tokens 8 --quiet)
+    want=$("$GPTOSS" tokenize --vocab "$VOCAB" --decode "${b// /,}")
+    [[ "$text" == "$want" ]] || die "text output '$text' is not the decoded ids '$want'"
+    ;;
+  text_refused_on_small_vocab)
+    expect_failure "cannot hold the o200k_harmony tokenizer" 1 2 generate --model "$GOLDEN_MODEL" --prompt "hi"
+    ;;
+  chat_turns)
+    # Two turns then end of input: two answers, every rank exits 0.
+    out=$(printf 'Hi there\nAnd a second question\n' |
+          run 4 chat --model "$SMALL_MODEL" --temperature 0 --max-tokens 150 --ids --quiet)
+    [[ $(grep -c '^[0-9][0-9 ]*$' <<<"$out") -eq 2 ]] || die "expected two answers, got: $out"
+    ;;
   *)
     die "unknown case $case_name"
     ;;

@@ -69,6 +69,26 @@ static void test_greedy_tokens(void **state) {
   }
 }
 
+/* Mark after 20 tokens, run 28 more (the sliding window of 8 wraps several times), roll back,
+ * and feed the same 28 again: the cache must be exactly as it was at the mark. */
+static void test_rollback_restores_cache(void **state) {
+  (void)state;
+  const int64_t split = 20;
+  float *logits = malloc((size_t)g_vocab * sizeof *logits);
+  assert_int_equal(engine_reset(&g_engine), STATUS_OK);
+  assert_int_equal(engine_feed(&g_engine, g_tokens, split), STATUS_OK);
+  assert_int_equal(engine_mark(&g_engine), STATUS_OK);
+  const int32_t noise[28] = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+  assert_int_equal(engine_feed(&g_engine, noise, 28), STATUS_OK);
+  assert_int_equal(engine_rollback(&g_engine), STATUS_OK);
+  assert_int_equal(engine_position(&g_engine), split);
+  for (int64_t i = split; i < g_n; i++) {
+    assert_int_equal(engine_next_logits(&g_engine, g_tokens + i, 1, logits), STATUS_OK);
+    assert_row_matches(logits, i);
+  }
+  free(logits);
+}
+
 static void test_bad_tokens_refused_without_hang(void **state) {
   (void)state;
   status_set_silent(1);
@@ -87,6 +107,7 @@ static int run_golden_tests(void) {
       cmocka_unit_test(test_prefill_logits),
       cmocka_unit_test(test_decode_logits),
       cmocka_unit_test(test_greedy_tokens),
+      cmocka_unit_test(test_rollback_restores_cache),
       cmocka_unit_test(test_bad_tokens_refused_without_hang),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

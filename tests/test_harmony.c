@@ -22,7 +22,7 @@ static json_t *g_vectors;
 
 static int setup(void **state) {
   (void)state;
-  if (tokenizer_load(&g_tok, DATA "o200k_base.tiktoken") != STATUS_OK) return -1;
+  if (tokenizer_load(&g_tok, GPTOSS_VOCAB_FILE) != STATUS_OK) return -1;
   json_error_t error;
   g_vectors = json_load_file(DATA "vectors.json", 0, &error);
   return g_vectors ? 0 : -1;

@@ -26,7 +26,7 @@ static Fixture g;
 
 static int setup(void **state) {
   (void)state;
-  if (tokenizer_load(&g.tok, DATA "o200k_base.tiktoken") != STATUS_OK) return -1;
+  if (tokenizer_load(&g.tok, GPTOSS_VOCAB_FILE) != STATUS_OK) return -1;
   json_error_t error;
   g.vectors = json_load_file(DATA "vectors.json", 0, &error);
   if (!g.vectors) fprintf(stderr, "vectors.json line %d: %s\n", error.line, error.text);
@@ -486,7 +486,7 @@ static void test_load_errors(void **state) {
   (void)state;
   char *real = NULL;
   size_t num_real = 0;
-  assert_int_equal(io_read_text_file(DATA "o200k_base.tiktoken", 64u << 20, &real, &num_real), STATUS_OK);
+  assert_int_equal(io_read_text_file(GPTOSS_VOCAB_FILE, 64u << 20, &real, &num_real), STATUS_OK);
   char *copy = malloc(num_real + 64);
   assert_non_null(copy);
   const char *second_line = strchr(real, '\n') + 1; /* "Ig== 1" */

@@ -1,0 +1,48 @@
+/* What the model commands (score, generate, chat) share: their options and the prolog /
+ * drive-or-serve / epilog shape every rank runs. */
+#ifndef GPTOSS_LAUNCH_RUN_H
+#define GPTOSS_LAUNCH_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dist/engine.h"
+#include "launch/args.h"
+
+typedef struct {
+  const char *model;
+  const char *tokens_text;
+  const char *prompt;
+  const char *logits_path;
+  const char *system;
+  const char *developer;
+  const char *reasoning;
+  const char *date;
+  int64_t max_tokens;
+  int64_t context;
+  int64_t chunk;
+  int64_t seed;
+  double temperature;
+  double top_p;
+  bool ids;
+  bool raw;
+  bool show_reasoning;
+  bool no_verify;
+  bool quiet;
+  bool needs_input;   /* the command requires --tokens or --prompt */
+} RunOptions;
+
+#define RUN_COMMON_OPTIONS(o)                                                                         \
+  {"--model", OPT_STRING, &(o).model, "model directory written by gptoss convert"},                   \
+  {"--context", OPT_INT, &(o).context, "context length (default min(max_position_embeddings, 4096))"}, \
+  {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 128; 1 = token by token)"},      \
+  {"--no-verify", OPT_FLAG, &(o).no_verify, "skip the checksum check of the weights at load"},        \
+  {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"}
+
+/* Rank 0's part of a command; returns the exit status. tokens: the parsed --tokens (or NULL). */
+typedef int (*DriverFn)(Engine *engine, const RunOptions *o, const int32_t *tokens, int64_t num_tokens);
+
+int run_model_command(int argc, char **argv, const Option *options, int num_options, const char *usage,
+                      RunOptions *o, DriverFn driver);
+
+#endif
