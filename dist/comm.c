@@ -127,3 +127,45 @@ Status dist_all_equal_u64(uint64_t value, bool *equal_out) {
   *equal_out = lo == hi;
   return STATUS_OK;
 }
+
+Status dist_allgather_bytes(const void *local, size_t bytes_each, void *out) {
+  if (bytes_each > INT_MAX) return status_error(STATUS_UNSUPPORTED, "allgather of %zu bytes per rank", bytes_each);
+  if (MPI_Allgather(local, (int)bytes_each, MPI_BYTE, out, (int)bytes_each, MPI_BYTE, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allgather failed");
+  }
+  return STATUS_OK;
+}
+
+Status dist_gather_bytes(const void *local, size_t num_bytes, void **out_root, size_t *total_root) {
+  int rank, num_ranks;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &num_ranks);
+  *out_root = NULL;
+  *total_root = 0;
+  if (num_bytes > INT_MAX) return status_error(STATUS_UNSUPPORTED, "gather of %zu bytes from one rank", num_bytes);
+  int mine = (int)num_bytes;
+  int *counts = rank == 0 ? calloc((size_t)num_ranks, sizeof *counts) : NULL;
+  int *displs = rank == 0 ? calloc((size_t)num_ranks, sizeof *displs) : NULL;
+  Status st = STATUS_OK;
+  if (MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    st = status_error(STATUS_REMOTE_ERROR, "MPI_Gather of sizes failed");
+  }
+  size_t total = 0;
+  for (int r = 0; rank == 0 && r < num_ranks; r++) {
+    displs[r] = (int)total;
+    total += (size_t)counts[r];
+  }
+  char *out = rank == 0 ? malloc(total ? total : 1) : NULL;
+  if (st == STATUS_OK && MPI_Gatherv(local, mine, MPI_BYTE, out, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    st = status_error(STATUS_REMOTE_ERROR, "MPI_Gatherv failed");
+  }
+  free(counts);
+  free(displs);
+  if (st != STATUS_OK || rank != 0) {
+    free(out);
+    return st;
+  }
+  *out_root = out;
+  *total_root = total;
+  return STATUS_OK;
+}

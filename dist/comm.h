@@ -49,6 +49,14 @@ Status dist_gather_columns(const float *local, int64_t num_rows, int64_t local_c
 /* The global (value, index) maximum: lowest index on ties, the same answer on every rank. */
 Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out);
 
+/* Every rank contributes `bytes_each` bytes (the same count everywhere); out receives them all,
+ * in rank order. */
+Status dist_allgather_bytes(const void *local, size_t bytes_each, void *out);
+
+/* Rank 0 receives every rank's `num_bytes` bytes (counts may differ), concatenated in rank
+ * order, in a new buffer (*out_root, *total_root); other ranks get NULL / 0. */
+Status dist_gather_bytes(const void *local, size_t num_bytes, void **out_root, size_t *total_root);
+
 /* Whether `value` is the same on every rank. */
 Status dist_all_equal_u64(uint64_t value, bool *equal_out);
 

@@ -11,6 +11,7 @@
 #include "io/checksum.h"
 #include "model/kernels.h"
 #include "model/plan.h"
+#include "model/sampler.h"
 
 typedef enum {
   OP_STOP = 0,
@@ -22,12 +23,16 @@ typedef enum {
   OP_MARK,
   OP_ROLLBACK,
   OP_FEED,
+  OP_NEXT_SAMPLE,
 } Op;
 
 typedef struct {
   int32_t op;
   int32_t exit_status; /* OP_STOP */
   int64_t num_tokens;
+  float temperature;   /* OP_NEXT_SAMPLE */
+  float top_p;
+  double uniform;      /* rank 0's draw in [0, 1) */
 } Command;
 
 /* ---------- loading ---------- */
@@ -148,6 +153,109 @@ static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float 
   return dist_gather_columns(e->local_logits, 1, range_size(e->local_vocab), logits_out, e->config.vocab_size);
 }
 
+/* This rank's logits for vocabulary shard `local_shard`: a view into local_logits. */
+static const float *shard_logits(const Engine *e, int64_t local_shard, Range *vocab_out) {
+  *vocab_out = e->weights.shards[local_shard].slice.vocab;
+  return e->local_logits + (vocab_out->begin - e->local_vocab.begin);
+}
+
+enum { SAMPLE_FIRST_CANDIDATES = 32 };
+
+/* Nucleus sampling: each shard sends rank 0 the head of its candidates, most likely first (32,
+ * then 4x more in each further round) until rank 0 can tell that nothing held back belongs to
+ * the nucleus (model/sampler.h). A peaked distribution settles in one round. */
+static Status sample_nucleus(Engine *e, const Command *cmd, float max, double total, int32_t *id_out) {
+  const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
+  const size_t local_vocab = (size_t)range_size(e->local_vocab);
+  SampleCandidate *sorted = malloc(local_vocab * sizeof *sorted + 1), *send = malloc(local_vocab * sizeof *send + 1);
+  int64_t *counts = calloc((size_t)S, sizeof *counts), *sizes = calloc((size_t)S, sizeof *sizes);
+  Status st = sorted && send && counts && sizes ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
+  Range vocab;
+  for (int64_t ls = 0; st == STATUS_OK && ls < num_local; ls++) {
+    const float *logits = shard_logits(e, ls, &vocab);
+    sampler_slice_sorted(logits, range_size(vocab), (int32_t)vocab.begin, max, cmd->temperature,
+                         sorted + (vocab.begin - e->local_vocab.begin));
+  }
+  for (int64_t s = 0; s < S && sizes; s++) sizes[s] = range_size(plan_shard(&e->config, s).vocab);
+  int32_t decided = 0;
+  for (int64_t head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !decided; head *= 4) {
+    int64_t count = 0;
+    for (int64_t ls = 0; ls < num_local; ls++) {
+      shard_logits(e, ls, &vocab);
+      const int64_t n = range_size(vocab) < head ? range_size(vocab) : head;
+      memcpy(send + count, sorted + (vocab.begin - e->local_vocab.begin), (size_t)n * sizeof *send);
+      count += n;
+    }
+    void *all = NULL;
+    size_t all_bytes = 0;
+    st = dist_gather_bytes(send, (size_t)count * sizeof *send, &all, &all_bytes);
+    e->sample_bytes_sent += (uint64_t)count * sizeof *send;
+    if (st == STATUS_OK && e->rank.rank == 0) {
+      for (int64_t s = 0; s < S; s++) counts[s] = sizes[s] < head ? sizes[s] : head;
+      decided = sampler_pick_from_slices(all, counts, sizes, S, total, cmd->top_p, cmd->uniform, id_out);
+    }
+    free(all);
+    if (st == STATUS_OK) st = dist_bcast(&decided, sizeof decided, 0);
+  }
+  free(sorted);
+  free(send);
+  free(counts);
+  free(sizes);
+  return st;
+}
+
+/* Sampling without gathering the vocabulary (model/sampler.h): every shard reduces its slice to
+ * its maximum and its mass, which all ranks exchange (2·S numbers). With top_p = 1 the owner of
+ * the chosen shard finds the token by inverse CDF and broadcasts it; with top_p < 1 rank 0
+ * collects just enough of each shard's most likely tokens (sample_nucleus). */
+static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *tokens, int32_t *next_out) {
+  Status st = run_forward(e, tokens, cmd->num_tokens, false);
+  const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
+  float local_max[num_local], maxes[S];
+  double local_mass[num_local], masses[S];
+  Range vocab;
+  for (int64_t ls = 0; ls < num_local; ls++) {
+    const float *logits = shard_logits(e, ls, &vocab);
+    local_max[ls] = sampler_slice_max(logits, range_size(vocab));
+  }
+  if (st == STATUS_OK) st = dist_allgather_bytes(local_max, sizeof local_max, maxes);
+  if (st != STATUS_OK) return st;
+  float max = maxes[0];
+  for (int64_t s = 1; s < S; s++) max = maxes[s] > max ? maxes[s] : max;
+  for (int64_t ls = 0; ls < num_local; ls++) {
+    const float *logits = shard_logits(e, ls, &vocab);
+    local_mass[ls] = sampler_slice_mass(logits, range_size(vocab), max, cmd->temperature);
+  }
+  st = dist_allgather_bytes(local_mass, sizeof local_mass, masses);
+  if (st != STATUS_OK) return st;
+  double total = 0.0;
+  for (int64_t s = 0; s < S; s++) total += masses[s];
+  e->sample_bytes_sent += sizeof local_max + sizeof local_mass;
+  int32_t id = 0;
+  if (cmd->top_p >= 1.0f) {
+    const double target = cmd->uniform * total;
+    double before = 0.0;
+    int64_t chosen = 0;
+    for (int64_t s = 0; s < S; s++) {
+      if (masses[s] <= 0.0) continue;
+      chosen = s;
+      if (before + masses[s] > target) break;
+      before += masses[s];
+    }
+    const int owner = (int)(chosen / num_local);
+    if (e->rank.rank == owner) {
+      const float *logits = shard_logits(e, chosen - e->shards.begin, &vocab);
+      id = sampler_slice_pick(logits, range_size(vocab), (int32_t)vocab.begin, max, cmd->temperature, before, target);
+      e->sample_bytes_sent += sizeof id;
+    }
+    st = dist_bcast(&id, sizeof id, owner);
+  } else {
+    st = sample_nucleus(e, cmd, max, total, &id);
+  }
+  if (st == STATUS_OK && next_out) *next_out = id;
+  return st;
+}
+
 /* Every rank hashes its copy of the replicated hidden state; they must be bitwise equal. */
 static Status do_check_replicas(Engine *e, int32_t *agree_out) {
   const Transformer *t = &e->transformer;
@@ -167,6 +275,7 @@ static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, floa
     case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
     case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
     case OP_CHECK_REPLICAS: return do_check_replicas(e, next_out);
+    case OP_NEXT_SAMPLE: return do_next_sample(e, cmd, tokens, next_out);
     case OP_FEED: {
       ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
       return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
@@ -197,16 +306,28 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
   return STATUS_OK;
 }
 
-static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
-  if (op == OP_SCORE || op == OP_NEXT_GREEDY || op == OP_NEXT_LOGITS || op == OP_FEED) {
+static Status drive_command(Engine *e, Command cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
+  const Op op = (Op)cmd.op;
+  const int64_t n = cmd.num_tokens;
+  if (op == OP_SCORE || op == OP_NEXT_GREEDY || op == OP_NEXT_LOGITS || op == OP_FEED || op == OP_NEXT_SAMPLE) {
     Status st = check_tokens(e, tokens, n);
     if (st != STATUS_OK) return st;
   }
-  Command cmd = {.op = op, .exit_status = 0, .num_tokens = n};
   Status st = dist_bcast(&cmd, sizeof cmd, 0);
   if (st == STATUS_OK && n > 0) st = dist_bcast((void *)tokens, (size_t)n * sizeof *tokens, 0);
   if (st == STATUS_OK) st = execute(e, &cmd, tokens, logits_out, next_out);
   return st;
+}
+
+static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
+  Command cmd = {.op = op, .num_tokens = n};
+  return drive_command(e, cmd, tokens, logits_out, next_out);
+}
+
+Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float temperature, float top_p, double uniform,
+                          int32_t *next_out) {
+  Command cmd = {.op = OP_NEXT_SAMPLE, .num_tokens = n, .temperature = temperature, .top_p = top_p, .uniform = uniform};
+  return drive_command(e, cmd, tokens, NULL, next_out);
 }
 
 Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, NULL, NULL); }

@@ -30,6 +30,7 @@ typedef struct {
   Transformer transformer;
   DistReducer reducer;
   float *local_logits;        /* [max_chunk, V_local] */
+  uint64_t sample_bytes_sent; /* bytes this rank sent for sampling decisions */
   double load_seconds;
 } Engine;
 
@@ -51,6 +52,10 @@ Status engine_rollback(Engine *e);
 Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
 /* Feed tokens; return the argmax of the last position's logits (ties: lowest id). */
 Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out);
+/* Feed tokens; sample the next token at `temperature` (> 0) with nucleus `top_p`, using rank 0's
+ * uniform draw. Only per-shard summaries and nucleus candidates move (model/sampler.h). */
+Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float temperature, float top_p, double uniform,
+                          int32_t *next_out);
 /* Feed tokens; rank 0 gets the last position's logits [V]. */
 Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
 /* Whether every rank holds a bitwise-identical hidden state after the last forward (the

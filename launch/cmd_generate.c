@@ -24,38 +24,26 @@ static void on_interrupt(int signo) {
 typedef struct {
   Engine *engine;
   Sampler sampler;
-  float *logits; /* [vocab], sampling only */
-  bool greedy;
+  float temperature;
+  float top_p;
 } Decoder;
 
 static Status decoder_init(Decoder *d, Engine *engine, const RunOptions *o) {
-  memset(d, 0, sizeof *d);
   d->engine = engine;
-  d->greedy = o->temperature == 0.0;
-  sampler_init(&d->sampler, (uint64_t)o->seed, (float)o->temperature, (float)o->top_p);
+  d->temperature = (float)o->temperature;
+  d->top_p = (float)o->top_p;
+  sampler_init(&d->sampler, (uint64_t)o->seed);
   if (o->temperature < 0.0 || !(o->top_p > 0.0 && o->top_p <= 1.0)) {
     return status_error(STATUS_INVALID_ARGUMENT, "--temperature must be >= 0 and --top-p in (0, 1]");
-  }
-  if (!d->greedy) {
-    d->logits = malloc((size_t)engine->config.vocab_size * sizeof *d->logits);
-    if (!d->logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer");
   }
   return STATUS_OK;
 }
 
-static void decoder_free(Decoder *d) {
-  free(d->logits);
-  sampler_free(&d->sampler);
-}
-
-/* Feeds `feed` and picks the token that follows. Greedy decoding agrees on the argmax across
- * ranks without gathering the vocabulary; sampling gathers the last row to rank 0. */
+/* Feeds `feed` and picks the token that follows: greedy agrees on the argmax across ranks;
+ * sampling moves only per-shard summaries (dist/engine.h). */
 static Status decoder_next(Decoder *d, const int32_t *feed, int64_t n, int32_t *next) {
-  if (d->greedy) return engine_next_greedy(d->engine, feed, n, next);
-  Status st = engine_next_logits(d->engine, feed, n, d->logits);
-  if (st != STATUS_OK) return st;
-  *next = sampler_sample(&d->sampler, d->logits, d->engine->config.vocab_size);
-  return *next < 0 ? status_error(STATUS_OUT_OF_MEMORY, "sampler") : STATUS_OK;
+  if (d->temperature == 0.0f) return engine_next_greedy(d->engine, feed, n, next);
+  return engine_next_sample(d->engine, feed, n, d->temperature, d->top_p, sampler_uniform(&d->sampler), next);
 }
 
 /* ---------- showing what the model says ---------- */
@@ -236,7 +224,6 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   }
   token_list_free(&prompt);
   tokenizer_free(tok);
-  decoder_free(&decoder);
   return st == STATUS_OK ? 0 : 1;
 }
 
@@ -375,7 +362,6 @@ static int drive_chat(Engine *e, const RunOptions *o, const int32_t *tokens, int
   free(last_answer);
   token_list_free(&suffix);
   tokenizer_free(tok);
-  decoder_free(&decoder);
   return st == STATUS_OK ? 0 : 1;
 }
 
