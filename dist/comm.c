@@ -52,6 +52,7 @@ Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_s
   r->num_shards = num_shards;
   r->num_local_shards = num_local_shards;
   r->max_floats = max_floats;
+  MPI_Comm_size(MPI_COMM_WORLD, &r->num_ranks);
   if (num_local_shards * max_floats > INT_MAX) {
     return status_error(STATUS_UNSUPPORTED, "a reduction of %lld floats per rank exceeds MPI's int count; lower --chunk",
                         (long long)(num_local_shards * max_floats));
@@ -68,13 +69,12 @@ void dist_reducer_free(DistReducer *r) {
 
 static Status dist_sum_shards(void *ctx, const float *local_parts, int64_t n, float *out) {
   DistReducer *r = ctx;
-  const double start = MPI_Wtime();
   const int count = (int)(r->num_local_shards * n);
   if (MPI_Allgather(local_parts, count, MPI_FLOAT, r->gathered, count, MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS) {
     return status_error(STATUS_REMOTE_ERROR, "MPI_Allgather of shard partial sums failed");
   }
   sum_parts_in_order(r->gathered, r->num_shards, n, out);
-  r->seconds += MPI_Wtime() - start;
+  r->bytes_sent += (uint64_t)count * sizeof(float) * (uint64_t)(r->num_ranks - 1);
   return STATUS_OK;
 }
 

@@ -35,7 +35,8 @@ typedef struct {
   int64_t num_local_shards;
   float *gathered;          /* [num_shards, max_floats] */
   int64_t max_floats;
-  double seconds;           /* time spent inside the reduction */
+  int num_ranks;
+  uint64_t bytes_sent;      /* this rank's contribution times the N - 1 ranks it goes to */
 } DistReducer;
 
 Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_shards, int64_t max_floats);

@@ -5,6 +5,7 @@
  * a bad id is reported once and never reaches a collective. */
 #include "dist/engine.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,8 @@ typedef enum {
   OP_ROLLBACK,
   OP_FEED,
   OP_NEXT_SAMPLE,
+  OP_STATS,
+  OP_STATS_RESET,
 } Op;
 
 typedef struct {
@@ -123,15 +126,71 @@ int64_t engine_position(const Engine *e) { return e->transformer.position; }
 
 static Status run_forward(Engine *e, const int32_t *tokens, int64_t n, bool all_rows) {
   ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
+  e->tokens_forwarded += n;
   return transformer_forward(&e->transformer, tokens, n, &reducer, e->local_logits, all_rows);
 }
 
+static Status do_stats(Engine *e, RankStats *stats_out, bool reset) {
+  const PhaseTimes *t = &e->transformer.times;
+  const RankStats mine = {t->embed, t->attention, t->experts, t->reduce, t->unembed, e->sample_seconds,
+                          (double)(e->reducer.bytes_sent + e->sample_bytes_sent), (double)e->tokens_forwarded};
+  void *all = NULL;
+  size_t bytes = 0;
+  Status st = dist_gather_bytes(&mine, sizeof mine, &all, &bytes);
+  if (st == STATUS_OK && all && stats_out) memcpy(stats_out, all, bytes);
+  free(all);
+  if (reset) {
+    memset(&e->transformer.times, 0, sizeof e->transformer.times);
+    e->reducer.bytes_sent = e->sample_bytes_sent = 0;
+    e->sample_seconds = 0.0;
+    e->tokens_forwarded = 0;
+  }
+  return st;
+}
+
+void engine_print_stats(const Engine *e, const RankStats *stats, FILE *out) {
+  const int n = e->rank.num_ranks;
+  const struct { const char *name; size_t offset; } rows[] = {
+      {"embedding", offsetof(RankStats, embed)},       {"attention", offsetof(RankStats, attention)},
+      {"experts", offsetof(RankStats, experts)},       {"allreduce wait", offsetof(RankStats, reduce)},
+      {"unembedding", offsetof(RankStats, unembed)},   {"sampling", offsetof(RankStats, sampling)},
+  };
+  fprintf(out, "%-16s %10s %10s %10s   (seconds over %d rank%s)\n", "phase", "min", "avg", "max", n, n > 1 ? "s" : "");
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    double lo = 0, hi = 0, sum = 0;
+    for (int r = 0; r < n; r++) {
+      const double v = *(const double *)((const char *)&stats[r] + rows[i].offset);
+      lo = r == 0 || v < lo ? v : lo;
+      hi = r == 0 || v > hi ? v : hi;
+      sum += v;
+    }
+    fprintf(out, "%-16s %10.4f %10.4f %10.4f\n", rows[i].name, lo, sum / n, hi);
+  }
+  double lo = 0, hi = 0, sum = 0;
+  for (int r = 0; r < n; r++) {
+    const double v = stats[r].tokens > 0 ? stats[r].bytes_sent / stats[r].tokens : 0.0;
+    lo = r == 0 || v < lo ? v : lo;
+    hi = r == 0 || v > hi ? v : hi;
+    sum += v;
+  }
+  fprintf(out, "%-16s %10.0f %10.0f %10.0f   (bytes each rank sent per token)\n", "sent/token", lo, sum / n, hi);
+}
+
+static Status gather_logits(Engine *e, int64_t rows, float *logits_out) {
+  const double start = dist_time();
+  const int64_t local = range_size(e->local_vocab);
+  Status st = dist_gather_columns(e->local_logits, rows, local, logits_out, e->config.vocab_size);
+  if (e->rank.rank != 0) e->sample_bytes_sent += (uint64_t)(rows * local) * sizeof(float);
+  e->sample_seconds += dist_time() - start;
+  return st;
+}
+
 static Status do_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
-  const int64_t V = e->config.vocab_size, local = range_size(e->local_vocab);
+  const int64_t V = e->config.vocab_size;
   for (int64_t done = 0; done < n; done += e->transformer.max_chunk) {
     const int64_t len = n - done < e->transformer.max_chunk ? n - done : e->transformer.max_chunk;
     Status st = run_forward(e, tokens + done, len, true);
-    if (st == STATUS_OK) st = dist_gather_columns(e->local_logits, len, local, logits_out ? logits_out + done * V : NULL, V);
+    if (st == STATUS_OK) st = gather_logits(e, len, logits_out ? logits_out + done * V : NULL);
     if (st != STATUS_OK) return st;
   }
   return STATUS_OK;
@@ -140,17 +199,19 @@ static Status do_score(Engine *e, const int32_t *tokens, int64_t n, float *logit
 static Status do_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
   Status st = run_forward(e, tokens, n, false);
   if (st != STATUS_OK) return st;
+  const double start = dist_time();
   const int64_t local = argmax_f32(e->local_logits, range_size(e->local_vocab));
   int64_t best = 0;
   st = dist_argmax(e->local_logits[local], e->local_vocab.begin + local, &best);
+  e->sample_bytes_sent += (sizeof(float) + sizeof(int)) * (uint64_t)(e->rank.num_ranks - 1);
+  e->sample_seconds += dist_time() - start;
   if (st == STATUS_OK && next_out) *next_out = (int32_t)best;
   return st;
 }
 
 static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
   Status st = run_forward(e, tokens, n, false);
-  if (st != STATUS_OK) return st;
-  return dist_gather_columns(e->local_logits, 1, range_size(e->local_vocab), logits_out, e->config.vocab_size);
+  return st == STATUS_OK ? gather_logits(e, 1, logits_out) : st;
 }
 
 /* This rank's logits for vocabulary shard `local_shard`: a view into local_logits. */
@@ -161,15 +222,24 @@ static const float *shard_logits(const Engine *e, int64_t local_shard, Range *vo
 
 enum { SAMPLE_FIRST_CANDIDATES = 32 };
 
-/* Nucleus sampling: each shard sends rank 0 the head of its candidates, most likely first (32,
- * then 4x more in each further round) until rank 0 can tell that nothing held back belongs to
- * the nucleus (model/sampler.h). A peaked distribution settles in one round. */
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Nucleus sampling: each shard sends rank 0 the head of its candidates, most likely first — 32,
+ * then 4x as many in each further round, only what it has not sent yet — until rank 0 can tell
+ * that nothing held back belongs to the nucleus (model/sampler.h). A peaked distribution (a
+ * trained model's usual case) settles in one round of 32 candidates per shard. */
 static Status sample_nucleus(Engine *e, const Command *cmd, float max, double total, int32_t *id_out) {
   const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
+  const int64_t V = e->config.vocab_size;
   const size_t local_vocab = (size_t)range_size(e->local_vocab);
   SampleCandidate *sorted = malloc(local_vocab * sizeof *sorted + 1), *send = malloc(local_vocab * sizeof *send + 1);
+  /* Rank 0: every shard's received head, kept at the shard's vocabulary offset. */
+  SampleCandidate *heads = e->rank.rank == 0 ? malloc((size_t)V * sizeof *heads) : NULL;
+  SampleCandidate *merged = e->rank.rank == 0 ? malloc((size_t)V * sizeof *merged) : NULL;
   int64_t *counts = calloc((size_t)S, sizeof *counts), *sizes = calloc((size_t)S, sizeof *sizes);
-  Status st = sorted && send && counts && sizes ? STATUS_OK : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
+  Status st = sorted && send && counts && sizes && (e->rank.rank != 0 || (heads && merged))
+                  ? STATUS_OK
+                  : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
   Range vocab;
   for (int64_t ls = 0; st == STATUS_OK && ls < num_local; ls++) {
     const float *logits = shard_logits(e, ls, &vocab);
@@ -178,27 +248,40 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
   }
   for (int64_t s = 0; s < S && sizes; s++) sizes[s] = range_size(plan_shard(&e->config, s).vocab);
   int32_t decided = 0;
-  for (int64_t head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !decided; head *= 4) {
+  for (int64_t prev = 0, head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !decided; prev = head, head *= 4) {
     int64_t count = 0;
     for (int64_t ls = 0; ls < num_local; ls++) {
       shard_logits(e, ls, &vocab);
-      const int64_t n = range_size(vocab) < head ? range_size(vocab) : head;
-      memcpy(send + count, sorted + (vocab.begin - e->local_vocab.begin), (size_t)n * sizeof *send);
-      count += n;
+      const int64_t from = min64(prev, range_size(vocab)), to = min64(head, range_size(vocab));
+      memcpy(send + count, sorted + (vocab.begin - e->local_vocab.begin) + from, (size_t)(to - from) * sizeof *send);
+      count += to - from;
     }
     void *all = NULL;
     size_t all_bytes = 0;
     st = dist_gather_bytes(send, (size_t)count * sizeof *send, &all, &all_bytes);
-    e->sample_bytes_sent += (uint64_t)count * sizeof *send;
+    if (e->rank.rank != 0) e->sample_bytes_sent += (uint64_t)count * sizeof *send;
     if (st == STATUS_OK && e->rank.rank == 0) {
-      for (int64_t s = 0; s < S; s++) counts[s] = sizes[s] < head ? sizes[s] : head;
-      decided = sampler_pick_from_slices(all, counts, sizes, S, total, cmd->top_p, cmd->uniform, id_out);
+      /* The gather is in rank order, so in shard order: file each shard's new candidates. */
+      const SampleCandidate *in = all;
+      int64_t n = 0;
+      for (int64_t s = 0; s < S; s++) {
+        const int64_t from = min64(prev, sizes[s]), to = min64(head, sizes[s]);
+        const int64_t offset = plan_shard(&e->config, s).vocab.begin;
+        memcpy(heads + offset + from, in, (size_t)(to - from) * sizeof *in);
+        in += to - from;
+        memcpy(merged + n, heads + offset, (size_t)to * sizeof *merged);
+        counts[s] = to;
+        n += to;
+      }
+      decided = sampler_pick_from_slices(merged, counts, sizes, S, total, cmd->top_p, cmd->uniform, id_out);
     }
     free(all);
     if (st == STATUS_OK) st = dist_bcast(&decided, sizeof decided, 0);
   }
   free(sorted);
   free(send);
+  free(heads);
+  free(merged);
   free(counts);
   free(sizes);
   return st;
@@ -210,6 +293,8 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
  * collects just enough of each shard's most likely tokens (sample_nucleus). */
 static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *tokens, int32_t *next_out) {
   Status st = run_forward(e, tokens, cmd->num_tokens, false);
+  if (st != STATUS_OK) return st;
+  const double start = dist_time();
   const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
   float local_max[num_local], maxes[S];
   double local_mass[num_local], masses[S];
@@ -230,7 +315,7 @@ static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *token
   if (st != STATUS_OK) return st;
   double total = 0.0;
   for (int64_t s = 0; s < S; s++) total += masses[s];
-  e->sample_bytes_sent += sizeof local_max + sizeof local_mass;
+  e->sample_bytes_sent += (sizeof local_max + sizeof local_mass) * (uint64_t)(e->rank.num_ranks - 1);
   int32_t id = 0;
   if (cmd->top_p >= 1.0f) {
     const double target = cmd->uniform * total;
@@ -246,13 +331,14 @@ static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *token
     if (e->rank.rank == owner) {
       const float *logits = shard_logits(e, chosen - e->shards.begin, &vocab);
       id = sampler_slice_pick(logits, range_size(vocab), (int32_t)vocab.begin, max, cmd->temperature, before, target);
-      e->sample_bytes_sent += sizeof id;
+      e->sample_bytes_sent += sizeof id * (uint64_t)(e->rank.num_ranks - 1);
     }
     st = dist_bcast(&id, sizeof id, owner);
   } else {
     st = sample_nucleus(e, cmd, max, total, &id);
   }
   if (st == STATUS_OK && next_out) *next_out = id;
+  e->sample_seconds += dist_time() - start;
   return st;
 }
 
@@ -276,6 +362,8 @@ static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, floa
     case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
     case OP_CHECK_REPLICAS: return do_check_replicas(e, next_out);
     case OP_NEXT_SAMPLE: return do_next_sample(e, cmd, tokens, next_out);
+    case OP_STATS: return do_stats(e, (RankStats *)logits_out, false);
+    case OP_STATS_RESET: return do_stats(e, (RankStats *)logits_out, true);
     case OP_FEED: {
       ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
       return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
@@ -328,6 +416,10 @@ Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float tem
                           int32_t *next_out) {
   Command cmd = {.op = OP_NEXT_SAMPLE, .num_tokens = n, .temperature = temperature, .top_p = top_p, .uniform = uniform};
   return drive_command(e, cmd, tokens, NULL, next_out);
+}
+
+Status engine_collect_stats(Engine *e, RankStats *stats_out, bool reset) {
+  return drive(e, reset ? OP_STATS_RESET : OP_STATS, NULL, 0, (float *)stats_out, NULL);
 }
 
 Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, NULL, NULL); }

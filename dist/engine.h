@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dist/comm.h"
 #include "io/model_dir.h"
@@ -30,7 +31,9 @@ typedef struct {
   Transformer transformer;
   DistReducer reducer;
   float *local_logits;        /* [max_chunk, V_local] */
-  uint64_t sample_bytes_sent; /* bytes this rank sent for sampling decisions */
+  uint64_t sample_bytes_sent; /* bytes this rank sent for sampling decisions and logits */
+  double sample_seconds;      /* choosing tokens: argmax agreement, sampling, logits gathers */
+  int64_t tokens_forwarded;
   double load_seconds;
 } Engine;
 
@@ -63,6 +66,20 @@ Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *lo
 Status engine_replicas_agree(Engine *e, bool *agree_out);
 /* Release the workers from engine_serve(); they return `exit_status`. */
 Status engine_stop(Engine *e, int exit_status);
+
+/* One rank's counters since the last reset (engine_collect_stats). */
+typedef struct {
+  double embed, attention, experts, reduce, unembed, sampling; /* seconds */
+  double bytes_sent;                                          /* to other ranks */
+  double tokens;                                              /* forwarded */
+} RankStats;
+
+/* Collective: rank 0 receives every rank's counters in stats_out[num_ranks] (others pass NULL),
+ * then (if reset) everyone starts counting afresh. */
+Status engine_collect_stats(Engine *e, RankStats *stats_out, bool reset);
+/* Rank 0: the per-phase table (min / avg / max over ranks), and the bytes each rank sent per
+ * token, to `out`. */
+void engine_print_stats(const Engine *e, const RankStats *stats, FILE *out);
 
 /* Tokens in the KV cache, and the context length. */
 int64_t engine_position(const Engine *e);

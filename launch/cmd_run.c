@@ -14,6 +14,12 @@
 /* The shape of every model command: prolog (options — errors printed by rank 0 only, since
  * every rank sees the same argv — then the engine), the loop (rank 0 drives, the others
  * serve), epilog (rank 0 releases the workers with its exit status). */
+static void print_stats(Engine *e) {
+  RankStats *stats = calloc((size_t)e->rank.num_ranks, sizeof *stats);
+  if (stats && engine_collect_stats(e, stats, false) == STATUS_OK) engine_print_stats(e, stats, stderr);
+  free(stats);
+}
+
 int run_model_command(int argc, char **argv, const Option *options, int num_options, const char *usage,
                              RunOptions *o, DriverFn driver) {
   RankInfo rank;
@@ -44,6 +50,7 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
       status_note("loaded %s on %d rank(s) in %.2f s (%.1f MB of weights on rank 0)", o->model, rank.num_ranks,
                   engine.load_seconds, (double)engine.weights.num_bytes / 1e6);
       status = driver(&engine, o, tokens, num_tokens);
+      if (o->verbose) print_stats(&engine);
       engine_stop(&engine, status);
     } else {
       status = engine_serve(&engine);

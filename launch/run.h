@@ -29,6 +29,7 @@ typedef struct {
   bool show_reasoning;
   bool no_verify;
   bool quiet;
+  bool verbose;
   bool needs_input;   /* the command requires --tokens or --prompt */
 } RunOptions;
 
@@ -37,7 +38,8 @@ typedef struct {
   {"--context", OPT_INT, &(o).context, "context length (default min(max_position_embeddings, 4096))"}, \
   {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 128; 1 = token by token)"},      \
   {"--no-verify", OPT_FLAG, &(o).no_verify, "skip the checksum check of the weights at load"},        \
-  {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"}
+  {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"},                                             \
+  {"--verbose", OPT_FLAG, &(o).verbose, "at the end, per-phase time (min/avg/max over ranks), bytes sent"}
 
 /* Rank 0's part of a command; returns the exit status. tokens: the parsed --tokens (or NULL). */
 typedef int (*DriverFn)(Engine *engine, const RunOptions *o, const int32_t *tokens, int64_t num_tokens);

@@ -6,10 +6,25 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/kernels.h"
 
+double phase_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---------- reductions ---------- */
+
+/* The reduction, timed: its time is the imbalance between ranks plus the exchange. */
+static Status reduce_shards(Transformer *t, const ShardReducer *reducer, const float *parts, int64_t n, float *out) {
+  const double start = phase_clock();
+  Status st = reducer->sum_shards(reducer->ctx, parts, n, out);
+  t->times.reduce += phase_clock() - start;
+  return st;
+}
 
 void sum_parts_in_order(const float *parts, int64_t num_parts, int64_t n, float *out) {
   memcpy(out, parts, (size_t)n * sizeof *out);
@@ -193,6 +208,7 @@ Range transformer_local_vocab(const Transformer *t) {
 static Status embed(Transformer *t, const int32_t *tokens, int64_t n, const ShardReducer *reducer) {
   const int64_t H = t->config.hidden_size;
   Scratch *s = &t->scratch;
+  const double start = phase_clock();
   memset(s->parts, 0, (size_t)(t->num_local_shards * n * H) * sizeof *s->parts);
   for (int64_t ls = 0; ls < t->num_local_shards; ls++) {
     const ShardWeights *w = &t->shard_weights[ls];
@@ -201,7 +217,8 @@ static Status embed(Transformer *t, const int32_t *tokens, int64_t n, const Shar
       bf16_decode_row(s->parts + (ls * n + i) * H, w->embed + (tokens[i] - w->slice.vocab.begin) * H, H);
     }
   }
-  return reducer->sum_shards(reducer->ctx, s->parts, n * H, s->x);
+  t->times.embed += phase_clock() - start;
+  return reduce_shards(t, reducer, s->parts, n * H, s->x);
 }
 
 /* Softmax over the visible keys plus the head's sink logit, whose weight is then dropped (the
@@ -300,9 +317,11 @@ static Status attention_block(Transformer *t, int64_t layer, int64_t n, const Sh
   const int64_t H = c->hidden_size;
   const ReplicatedLayerWeights *rw = &t->replicated->layers[layer];
   Scratch *s = &t->scratch;
+  const double start = phase_clock();
   rmsnorm_f32_bf16w(s->h, s->x, rw->input_norm, n, H, (float)c->rms_norm_eps);
   for (int64_t ls = 0; ls < t->num_local_shards; ls++) attention_shard(t, ls, layer, n, s->parts + ls * n * H);
-  Status st = reducer->sum_shards(reducer->ctx, s->parts, n * H, s->sum);
+  t->times.attention += phase_clock() - start;
+  Status st = reduce_shards(t, reducer, s->parts, n * H, s->sum);
   if (st != STATUS_OK) return st;
   /* o_proj's bias is added once, after the reduction. */
   for (int64_t i = 0; i < n; i++) {
@@ -316,12 +335,14 @@ static Status moe_block(Transformer *t, int64_t layer, int64_t n, const ShardRed
   const int64_t H = c->hidden_size, E = c->num_local_experts, K = c->num_experts_per_tok;
   const ReplicatedLayerWeights *rw = &t->replicated->layers[layer];
   Scratch *s = &t->scratch;
+  const double start = phase_clock();
   rmsnorm_f32_bf16w(s->h, s->x, rw->post_norm, n, H, (float)c->rms_norm_eps);
   /* The router is replicated: x is bitwise identical on every rank, so all pick the same experts. */
   matmul_f32_bf16w(s->router, rw->router_weight, rw->router_bias, s->h, n, E, H);
   for (int64_t i = 0; i < n; i++) topk_softmax(s->router + i * E, E, K, s->expert_index + i * K, s->expert_weight + i * K);
   for (int64_t ls = 0; ls < t->num_local_shards; ls++) experts_shard(t, ls, layer, n, s->parts + ls * n * H);
-  Status st = reducer->sum_shards(reducer->ctx, s->parts, n * H, s->sum);
+  t->times.experts += phase_clock() - start;
+  Status st = reduce_shards(t, reducer, s->parts, n * H, s->sum);
   if (st != STATUS_OK) return st;
   for (int64_t i = 0; i < n * H; i++) s->x[i] += s->sum[i];
   return STATUS_OK;
@@ -358,11 +379,13 @@ static Status forward_chunk(Transformer *t, const int32_t *tokens, int64_t n, co
     if (st == STATUS_OK) st = moe_block(t, l, n, reducer);
   }
   if (st != STATUS_OK) return st;
+  const double start = phase_clock();
   if (all_rows) {
     unembed(t, 0, n, logits);
   } else if (logits) {
     unembed(t, n - 1, 1, logits);
   }
+  t->times.unembed += phase_clock() - start;
   t->position += n;
   return STATUS_OK;
 }

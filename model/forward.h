@@ -55,6 +55,12 @@ typedef struct {
   float *logits;           /* [chunk, max V_s] */
 } Scratch;
 
+/* Seconds this rank spent in each phase, accumulated over forward calls. `reduce` is the time
+ * inside the shard reduction: the wait for the slowest rank plus the exchange. */
+typedef struct {
+  double embed, attention, experts, reduce, unembed;
+} PhaseTimes;
+
 typedef struct {
   GptOssConfig config;
   Range shards;                   /* the shards this rank holds */
@@ -69,7 +75,10 @@ typedef struct {
   KvRing *kv_mark;                /* copies of the sliding rings at the mark (NULL until used) */
   int64_t mark_position;          /* -1: no mark */
   Scratch scratch;
+  PhaseTimes times;
 } Transformer;
+
+double phase_clock(void); /* monotonic seconds */
 
 Status transformer_init(Transformer *t, const GptOssConfig *config, Range shards,
                         const ShardWeights *shard_weights, const ReplicatedWeights *replicated,

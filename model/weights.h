@@ -92,6 +92,10 @@ size_t weights_replicated_specs(const GptOssConfig *config, ReplicatedWeights *b
 /* Points every spec's destination into `arena`. */
 void weights_bind(const TensorSpec *specs, int64_t num_specs, const void *arena);
 
+/* Weight bytes one decoded token reads across all ranks: every attention, norm and router
+ * weight, the k selected experts of each layer, one embedding row and all of lm_head. */
+uint64_t weights_decode_bytes_per_token(const GptOssConfig *config);
+
 /* Number of elements of a spec in the model directory / in the source checkpoint. */
 int64_t tensor_spec_elements(const TensorSpec *spec);
 

@@ -178,6 +178,20 @@ JSON
           run 4 chat --model "$SMALL_MODEL" --temperature 0 --max-tokens 150 --ids --quiet)
     [[ $(grep -c '^[0-9][0-9 ]*$' <<<"$out") -eq 2 ]] || die "expected two answers, got: $out"
     ;;
+  bench_json)
+    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
+    echo "$out"
+    for key in prefill_tokens_per_s decode_tokens_per_s decode_bytes_per_token; do
+      grep -Eq "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" || die "no positive $key in: $out"
+    done
+    grep -q '"ranks": 2' <<<"$out" || die "rank count missing"
+    ;;
+  verbose_stats)
+    out=$(run 4 generate --model "$GOLDEN_MODEL" --tokens 1,2,3 --max-tokens 4 --temperature 0 --ids --verbose 2>&1)
+    for phase in attention experts "allreduce wait" unembedding sampling sent/token; do
+      grep -q "^$phase " <<<"$out" || die "no '$phase' row in: $out"
+    done
+    ;;
   *)
     die "unknown case $case_name"
     ;;

@@ -1,0 +1,149 @@
+/* gptoss bench: prefill and decode speed of a model across the job's ranks, the weight bytes a
+ * decoded token reads, the bandwidth that achieves against the machine's measured read
+ * bandwidth, and the per-phase split over ranks. Prompts are pseudo-random ids (speed does not
+ * depend on which tokens they are); decoding is greedy. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "launch/commands.h"
+#include "launch/run.h"
+#include "model/sampler.h"
+
+typedef struct {
+  int64_t prompt_tokens;
+  int64_t decode_tokens;
+  bool json;
+  bool skip_probe;
+} BenchOptions;
+
+static BenchOptions g_bench = {.prompt_tokens = 512, .decode_tokens = 128};
+
+/* Read bandwidth of this process with its OpenMP threads: the best of three sums over 1 GiB. */
+static double measure_read_gbps(void) {
+  const size_t n = (size_t)1 << 28; /* floats */
+  float *buf = malloc(n * sizeof *buf);
+  if (!buf) return 0.0;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+  double best = 0.0, sink = 0.0;
+  for (int rep = 0; rep < 3; rep++) {
+    const double start = phase_clock();
+    double sum = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : sum)
+    for (size_t i = 0; i < n; i += 16) {
+      float s = 0.0f;
+      for (int j = 0; j < 16; j++) s += buf[i + (size_t)j];
+      sum += s;
+    }
+    const double gbps = (double)(n * sizeof *buf) / (phase_clock() - start) / 1e9;
+    best = gbps > best ? gbps : best;
+    sink += sum;
+  }
+  free(buf);
+  return sink == -1.0 ? 0.0 : best;
+}
+
+static void print_phases_json(const Engine *e, const RankStats *stats, const char *name) {
+  const char *names[] = {"embedding", "attention", "experts", "allreduce_wait", "unembedding", "sampling"};
+  printf("\"%s\": {", name);
+  for (int p = 0; p < 6; p++) {
+    double lo = 0, hi = 0, sum = 0;
+    for (int r = 0; r < e->rank.num_ranks; r++) {
+      const double v = (&stats[r].embed)[p];
+      lo = r == 0 || v < lo ? v : lo;
+      hi = r == 0 || v > hi ? v : hi;
+      sum += v;
+    }
+    printf("%s\"%s\": [%.6f, %.6f, %.6f]", p ? ", " : "", names[p], lo, sum / e->rank.num_ranks, hi);
+  }
+  double sent = 0;
+  for (int r = 0; r < e->rank.num_ranks; r++) sent = fmax(sent, stats[r].tokens > 0 ? stats[r].bytes_sent / stats[r].tokens : 0);
+  printf(", \"max_bytes_sent_per_token\": %.0f}", sent);
+}
+
+static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tokens, int64_t unused_n) {
+  (void)o;
+  (void)unused_tokens;
+  (void)unused_n;
+  const BenchOptions *b = &g_bench;
+  const int64_t P = b->prompt_tokens, D = b->decode_tokens;
+  if (P <= 0 || D <= 0 || P + D > e->transformer.context_length) {
+    status_error(STATUS_INVALID_ARGUMENT, "--prompt-tokens and --decode-tokens must be positive and fit --context (%lld)",
+                 (long long)e->transformer.context_length);
+    return 2;
+  }
+  int32_t *prompt = malloc((size_t)P * sizeof *prompt);
+  RankStats *prefill_stats = calloc((size_t)e->rank.num_ranks, sizeof *prefill_stats);
+  RankStats *decode_stats = calloc((size_t)e->rank.num_ranks, sizeof *decode_stats);
+  if (!prompt || !prefill_stats || !decode_stats) return 1;
+  Sampler rng;
+  sampler_init(&rng, 1234);
+  for (int64_t i = 0; i < P; i++) prompt[i] = (int32_t)(sampler_uniform(&rng) * (double)e->config.vocab_size);
+  const double read_gbps = b->skip_probe ? 0.0 : measure_read_gbps();
+
+  Status st = engine_reset(e);
+  if (st == STATUS_OK) st = engine_collect_stats(e, NULL, true);
+  double start = phase_clock();
+  if (st == STATUS_OK) st = engine_feed(e, prompt, P);
+  const double prefill_s = phase_clock() - start;
+  if (st == STATUS_OK) st = engine_collect_stats(e, prefill_stats, true);
+  int32_t token = prompt[P - 1];
+  start = phase_clock();
+  for (int64_t i = 0; st == STATUS_OK && i < D; i++) st = engine_next_greedy(e, &token, 1, &token);
+  const double decode_s = phase_clock() - start;
+  if (st == STATUS_OK) st = engine_collect_stats(e, decode_stats, true);
+  if (st == STATUS_OK) {
+    const double prefill_tps = (double)P / prefill_s, decode_tps = (double)D / decode_s;
+    const double bytes = (double)weights_decode_bytes_per_token(&e->config);
+    const double gbps = bytes * decode_tps / 1e9;
+    const double bound_tps = read_gbps > 0 ? read_gbps * 1e9 / bytes : 0.0;
+    if (b->json) {
+      printf("{\"ranks\": %d, \"threads_per_rank\": %d, \"prompt_tokens\": %lld, \"decode_tokens\": %lld, "
+             "\"prefill_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, \"decode_bytes_per_token\": %.0f, "
+             "\"decode_GBps\": %.3f, \"machine_read_GBps\": %.3f, \"decode_fraction_of_bound\": %.3f, ",
+             e->rank.num_ranks, omp_get_max_threads(), (long long)P, (long long)D, prefill_tps, decode_tps, bytes, gbps,
+             read_gbps, bound_tps > 0 ? decode_tps / bound_tps : 0.0);
+      print_phases_json(e, prefill_stats, "prefill");
+      printf(", ");
+      print_phases_json(e, decode_stats, "decode");
+      printf("}\n");
+    } else {
+      printf("model: %lld layers, %lld experts (top-%lld), vocab %lld; %d rank(s) x %d thread(s)\n",
+             (long long)e->config.num_hidden_layers, (long long)e->config.num_local_experts,
+             (long long)e->config.num_experts_per_tok, (long long)e->config.vocab_size, e->rank.num_ranks,
+             omp_get_max_threads());
+      printf("prefill: %lld tokens in %.3f s = %.2f tokens/s\n", (long long)P, prefill_s, prefill_tps);
+      printf("decode:  %lld tokens in %.3f s = %.2f tokens/s\n", (long long)D, decode_s, decode_tps);
+      printf("decode reads %.3f GB of weights per token = %.2f GB/s", bytes / 1e9, gbps);
+      if (read_gbps > 0) {
+        printf("; rank 0 reads memory at %.2f GB/s, so the bound is %.2f tokens/s: %.0f%% of it", read_gbps, bound_tps,
+               100.0 * decode_tps / bound_tps);
+      }
+      printf("\n\nprefill phases:\n");
+      engine_print_stats(e, prefill_stats, stdout);
+      printf("\ndecode phases:\n");
+      engine_print_stats(e, decode_stats, stdout);
+    }
+  }
+  free(prompt);
+  free(prefill_stats);
+  free(decode_stats);
+  return st == STATUS_OK ? 0 : 1;
+}
+
+int cmd_bench(int argc, char **argv) {
+  RunOptions o = {0};
+  const Option options[] = {
+      RUN_COMMON_OPTIONS(o),
+      {"--prompt-tokens", OPT_INT, &g_bench.prompt_tokens, "prefill length (default 512)"},
+      {"--decode-tokens", OPT_INT, &g_bench.decode_tokens, "tokens decoded after the prompt (default 128)"},
+      {"--json", OPT_FLAG, &g_bench.json, "print one JSON object"},
+      {"--no-probe", OPT_FLAG, &g_bench.skip_probe, "skip the memory bandwidth probe"},
+  };
+  return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
+                           "gptoss bench --model MODEL [--prompt-tokens 512] [--decode-tokens 128] [--json]", &o,
+                           drive_bench);
+}
