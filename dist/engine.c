@@ -404,6 +404,12 @@ static Status drive_command(Engine *e, Command cmd, const int32_t *tokens, float
   Status st = dist_bcast(&cmd, sizeof cmd, 0);
   if (st == STATUS_OK && n > 0) st = dist_bcast((void *)tokens, (size_t)n * sizeof *tokens, 0);
   if (st == STATUS_OK) st = execute(e, &cmd, tokens, logits_out, next_out);
+  /* Inputs were checked before the broadcast, so every rank runs the same steps; a failure now
+   * (out of memory, a lost rank) may leave others inside a collective: end the whole job. */
+  if (st != STATUS_OK) {
+    status_error(st, "stopping all ranks after this error");
+    dist_abort(1);
+  }
   return st;
 }
 
@@ -471,10 +477,8 @@ int engine_serve(Engine *e) {
       }
     }
     if (cmd.num_tokens > 0 && dist_bcast(tokens, (size_t)cmd.num_tokens * sizeof *tokens, 0) != STATUS_OK) break;
-    /* Rank 0 runs the same operation with the same inputs, so an error here is an error there
-     * too; only a failure that breaks the collective pattern needs the whole job stopped. */
-    Status st = execute(e, &cmd, tokens, NULL, NULL);
-    if (st == STATUS_REMOTE_ERROR) dist_abort(1);
+    /* A failure here (it printed why) would leave the other ranks waiting in a collective. */
+    if (execute(e, &cmd, tokens, NULL, NULL) != STATUS_OK) dist_abort(1);
   }
   free(tokens);
   status_error(STATUS_REMOTE_ERROR, "lost contact with rank 0");

@@ -192,6 +192,52 @@ JSON
       grep -q "^$phase " <<<"$out" || die "no '$phase' row in: $out"
     done
     ;;
+  worker_killed)
+    # Kill rank 2 in the middle of a long generation: the whole job must end within seconds,
+    # non-zero, saying which rank died and how.
+    timeout 120 "$MPIEXEC" --oversubscribe -np 4 "$GPTOSS" generate --model "$SMALL_MODEL" --prompt "count" \
+      --max-tokens 100000 --ids --quiet >"$scratch/out" 2>"$scratch/err" &
+    job=$!
+    victim=""
+    for _ in $(seq 100); do
+      for pid in $(pgrep -f "gptoss generate --model $SMALL_MODEL --prompt count" || true); do
+        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$pid; fi
+      done
+      [[ -n "$victim" && -s "$scratch/out" ]] && break
+      sleep 0.2
+    done
+    [[ -n "$victim" ]] || die "rank 2 never started"
+    kill -9 "$victim"
+    SECONDS=0
+    status=0
+    wait "$job" || status=$?
+    cat "$scratch/err"
+    [[ $status -ne 0 && $status -ne 124 ]] || die "job status $status after a rank was killed"
+    [[ $SECONDS -lt 30 ]] || die "the job took ${SECONDS}s to end after a rank died"
+    grep -Eq "rank 2.*(signal 9|Killed)|signal 9 \(Killed\)" "$scratch/err" || die "stderr does not name the dead rank"
+    ! pgrep -f "gptoss generate --model $SMALL_MODEL --prompt count" >/dev/null || die "ranks left running"
+    ;;
+  sigterm_stops_job)
+    timeout 120 "$MPIEXEC" --oversubscribe -np 4 "$GPTOSS" generate --model "$SMALL_MODEL" --prompt "wait" \
+      --max-tokens 100000 --ids --quiet >"$scratch/out" 2>"$scratch/err" &
+    job=$!
+    for _ in $(seq 100); do [[ -s "$scratch/out" ]] && break; sleep 0.2; done
+    kill -TERM "$(pgrep -f "^$MPIEXEC .*--prompt wait" | head -1)"
+    SECONDS=0
+    status=0
+    wait "$job" || status=$?
+    [[ $status -ne 0 && $status -ne 124 ]] || die "job status $status after SIGTERM"
+    [[ $SECONDS -lt 30 ]] || die "the job took ${SECONDS}s to stop"
+    sleep 1
+    ! pgrep -f "gptoss generate --model $SMALL_MODEL --prompt wait" >/dev/null || die "ranks left running"
+    ;;
+  unreadable_model_dir)
+    mkdir "$scratch/model"
+    echo "not hdf5" >"$scratch/model/manifest.h5"
+    expect_failure "manifest.h5 is not a readable HDF5 file" 1 4 score --model "$scratch/model" --tokens 1
+    echo data >"$scratch/file"
+    expect_failure "not a directory" 1 2 score --model "$scratch/file" --tokens 1
+    ;;
   *)
     die "unknown case $case_name"
     ;;
