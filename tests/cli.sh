@@ -178,6 +178,24 @@ JSON
           run 4 chat --model "$SMALL_MODEL" --temperature 0 --max-tokens 150 --ids --quiet)
     [[ $(grep -c '^[0-9][0-9 ]*$' <<<"$out") -eq 2 ]] || die "expected two answers, got: $out"
     ;;
+  chat_interrupt)
+    # Without mpirun, Ctrl-C (SIGINT) stops the current answer, not the job: the next turn runs
+    # to its token limit and end of input ends the job with status 0.
+    (sleep 2; printf 'Hi\n'; sleep 4; printf 'again\n'; sleep 1) |
+      timeout 120 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids >"$scratch/out" 2>"$scratch/err" &
+    job=$!
+    sleep 4
+    pkill -INT -f "^$GPTOSS chat --model $SMALL_MODEL"
+    status=0
+    wait "$job" || status=$?
+    cat "$scratch/err"
+    [[ $status -eq 0 ]] || die "chat exited with $status"
+    grep -q "stopped" "$scratch/err" || die "the interrupted answer was not reported"
+    counts=$(awk '{print NF}' "$scratch/out" | tr '\n' ' ')
+    [[ "$counts" =~ ^[0-9]+\ 400\ $ ]] || die "answer lengths '$counts': want an interrupted one, then 400"
+    first=${counts%% *}
+    [[ $first -lt 400 ]] || die "the first answer was not interrupted"
+    ;;
   bench_json)
     out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
     echo "$out"
