@@ -337,8 +337,9 @@ static Status moe_block(Transformer *t, int64_t layer, int64_t n, const ShardRed
   Scratch *s = &t->scratch;
   const double start = phase_clock();
   rmsnorm_f32_bf16w(s->h, s->x, rw->post_norm, n, H, (float)c->rms_norm_eps);
-  /* The router is replicated: x is bitwise identical on every rank, so all pick the same experts. */
-  matmul_f32_bf16w(s->router, rw->router_weight, rw->router_bias, s->h, n, E, H);
+  /* The router is replicated: x is bitwise identical on every rank, and the portable kernel
+   * gives the same bits on any CPU, so every rank picks the same experts. */
+  matmul_f32_bf16w_portable(s->router, rw->router_weight, rw->router_bias, s->h, n, E, H);
   for (int64_t i = 0; i < n; i++) topk_softmax(s->router + i * E, E, K, s->expert_index + i * K, s->expert_weight + i * K);
   for (int64_t ls = 0; ls < t->num_local_shards; ls++) experts_shard(t, ls, layer, n, s->parts + ls * n * H);
   t->times.experts += phase_clock() - start;

@@ -1,17 +1,24 @@
-/* Kernels for the forward pass (see kernels.h). The engine's versions decode each weight row
- * once into a small fp32 buffer and reuse it for every token of the batch, so a batch of T
- * tokens reads the packed weights once; rows are split across OpenMP threads. */
+/* Kernels for the forward pass (see kernels.h). The engine's matmuls read the packed weights once
+ * per call: each row is decoded once and reused for every token of the batch (or, for a single
+ * token, streamed straight into the dot product where the ISA has such a loop). Rows are split
+ * across OpenMP threads. The inner loops come from one table per ISA — portable C here, AVX2 in
+ * kernels_avx2.c — chosen once, at first use. */
 #include "model/kernels.h"
 
+#include <assert.h>
 #include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+
+#include "model/kernels_isa.h"
 
 const float MXFP4_VALUES[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,
                                 -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
 float mxfp4_scale(uint8_t scale_code) { return ldexpf(1.0f, (int)scale_code - 127); }
 
-void mxfp4_decode_row(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols) {
+static void mxfp4_decode_row_portable(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols) {
   for (int64_t b = 0; b < cols / MXFP4_BLOCK_ELEMS; b++) {
     const float scale = mxfp4_scale(scales[b]);
     const uint8_t *codes = blocks + b * MXFP4_BLOCK_BYTES;
@@ -23,11 +30,11 @@ void mxfp4_decode_row(float *out, const uint8_t *blocks, const uint8_t *scales, 
   }
 }
 
-void bf16_decode_row(float *out, const uint16_t *row, int64_t cols) {
+static void bf16_decode_row_portable(float *out, const uint16_t *row, int64_t cols) {
   for (int64_t c = 0; c < cols; c++) out[c] = bf16_to_f32(row[c]);
 }
 
-static float dot_f32(const float *a, const float *b, int64_t n) {
+static float dot_f32_f32_portable(const float *a, const float *b, int64_t n) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
   return sum;
@@ -64,32 +71,138 @@ void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scale
   }
 }
 
-/* ---- engine versions ---- */
+/* ---- engine versions: portable inner loops (decode each row once, dot it with every token) ---- */
 
-/* Shared shape of both packed matmuls: decode row r into `row`, dot it with every token. */
-#define MATMUL_BY_DECODED_ROWS(DECODE_ROW)                                        \
-  _Pragma("omp parallel") {                                                       \
-    float *row = malloc((size_t)cols * sizeof *row);                              \
-    _Pragma("omp for schedule(static)") for (int64_t r = 0; r < rows; r++) {      \
-      DECODE_ROW;                                                                 \
-      const float b = bias ? bf16_to_f32(bias[r]) : 0.0f;                         \
-      for (int64_t t = 0; t < num_tokens; t++) {                                  \
-        y[t * rows + r] = dot_f32(row, x + t * cols, cols) + b;                   \
-      }                                                                           \
-    }                                                                             \
-    free(row);                                                                    \
+static void matmul_rows_f32_bf16w_portable(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  float *row = malloc((size_t)a->cols * sizeof *row);
+  assert(row);
+  for (int64_t r = row_begin; r < row_end; r++) {
+    bf16_decode_row_portable(row, (const uint16_t *)a->weights + r * a->cols, a->cols);
+    const float bias = matmul_bias_f32(a, r);
+    for (int64_t t = 0; t < a->num_tokens; t++) {
+      a->y[t * a->rows + r] = dot_f32_f32_portable(row, a->x + t * a->cols, a->cols) + bias;
+    }
   }
+  free(row);
+}
+
+static void matmul_rows_f32_mxfp4w_portable(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  const int64_t blocks_per_row = a->cols / MXFP4_BLOCK_ELEMS;
+  float *row = malloc((size_t)a->cols * sizeof *row);
+  assert(row);
+  for (int64_t r = row_begin; r < row_end; r++) {
+    mxfp4_decode_row_portable(row, (const uint8_t *)a->weights + r * blocks_per_row * MXFP4_BLOCK_BYTES,
+                              a->scales + r * blocks_per_row, a->cols);
+    const float bias = matmul_bias_f32(a, r);
+    for (int64_t t = 0; t < a->num_tokens; t++) {
+      a->y[t * a->rows + r] = dot_f32_f32_portable(row, a->x + t * a->cols, a->cols) + bias;
+    }
+  }
+  free(row);
+}
+
+/* ---- one table of inner loops per ISA, chosen once ---- */
+
+typedef struct {
+  KernelIsa isa;
+  void (*decode_bf16)(float *out, const uint16_t *row, int64_t cols);
+  void (*decode_mxfp4)(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
+  MatmulRowsFn rows_f32_bf16w;
+  MatmulRowsFn rows_f32_mxfp4w;
+} KernelTable;
+
+static const KernelTable KERNELS_PORTABLE = {
+    .isa = KERNEL_ISA_PORTABLE,
+    .decode_bf16 = bf16_decode_row_portable,
+    .decode_mxfp4 = mxfp4_decode_row_portable,
+    .rows_f32_bf16w = matmul_rows_f32_bf16w_portable,
+    .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_portable,
+};
+
+#if GPTOSS_HAVE_AVX2_KERNELS
+/* The AVX2 matmuls never expand a whole MXFP4 row in natural order, so the public decode stays
+ * portable (it is exact either way). */
+static const KernelTable KERNELS_AVX2 = {
+    .isa = KERNEL_ISA_AVX2,
+    .decode_bf16 = bf16_decode_row_avx2,
+    .decode_mxfp4 = mxfp4_decode_row_portable,
+    .rows_f32_bf16w = matmul_rows_f32_bf16w_avx2,
+    .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
+};
+#endif
+
+/* The one place that knows which ISAs exist and how to detect them. */
+static const KernelTable *kernel_table_for(KernelIsa isa) {
+#if GPTOSS_HAVE_AVX2_KERNELS
+  if (isa == KERNEL_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return &KERNELS_AVX2;
+  }
+#endif
+  return isa == KERNEL_ISA_PORTABLE ? &KERNELS_PORTABLE : NULL;
+}
+
+/* Atomic so that a first use from several threads is not a data race; choosing twice is harmless. */
+static _Atomic(const KernelTable *) g_kernels = NULL;
+
+static const KernelTable *kernels(void) {
+  const KernelTable *table = atomic_load_explicit(&g_kernels, memory_order_acquire);
+  if (table) return table;
+  table = kernel_table_for(KERNEL_ISA_AVX2);
+  if (!table) table = &KERNELS_PORTABLE;
+  atomic_store_explicit(&g_kernels, table, memory_order_release);
+  return table;
+}
+
+KernelIsa kernels_active_isa(void) { return kernels()->isa; }
+
+const char *kernels_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KERNEL_ISA_PORTABLE: return "portable";
+    case KERNEL_ISA_AVX2: return "avx2";
+    case KERNEL_ISA_COUNT: break;
+  }
+  return "unknown";
+}
+
+bool kernels_select_isa(KernelIsa isa) {
+  const KernelTable *table = kernel_table_for(isa);
+  if (table) atomic_store_explicit(&g_kernels, table, memory_order_release);
+  return table != NULL;
+}
+
+void mxfp4_decode_row(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols) {
+  kernels()->decode_mxfp4(out, blocks, scales, cols);
+}
+
+void bf16_decode_row(float *out, const uint16_t *row, int64_t cols) { kernels()->decode_bf16(out, row, cols); }
+
+/* Threads split the rows by index; every output is one thread's, so thread counts never change
+ * results. */
+static void matmul_parallel(MatmulRowsFn rows_fn, const MatmulArgs *args) {
+#pragma omp parallel
+  {
+    const int64_t num_threads = omp_get_num_threads(), thread = omp_get_thread_num();
+    rows_fn(args, args->rows * thread / num_threads, args->rows * (thread + 1) / num_threads);
+  }
+}
 
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols) {
-  MATMUL_BY_DECODED_ROWS(bf16_decode_row(row, w + r * cols, cols))
+  const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
+  matmul_parallel(kernels()->rows_f32_bf16w, &args);
+}
+
+void matmul_f32_bf16w_portable(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                               int64_t num_tokens, int64_t rows, int64_t cols) {
+  const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
+  matmul_parallel(matmul_rows_f32_bf16w_portable, &args);
 }
 
 void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
                        const float *x, int64_t num_tokens, int64_t rows, int64_t cols) {
-  const int64_t blocks_per_row = cols / MXFP4_BLOCK_ELEMS;
-  MATMUL_BY_DECODED_ROWS(mxfp4_decode_row(row, blocks + r * blocks_per_row * MXFP4_BLOCK_BYTES,
-                                          scales + r * blocks_per_row, cols))
+  const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,
+                           .num_tokens = num_tokens, .rows = rows, .cols = cols};
+  matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
 }
 
 /* ---- elementwise ---- */

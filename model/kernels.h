@@ -9,6 +9,7 @@
 #ifndef GPTOSS_MODEL_KERNELS_H
 #define GPTOSS_MODEL_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -40,6 +41,23 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
 void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scales,
                            const uint16_t *bias, const float *x, int64_t num_tokens, int64_t rows,
                            int64_t cols);
+
+/* The same product with the portable inner loop whatever the CPU: the same bits on every node.
+ * For replicated computations that must agree across ranks (the router: every rank must pick
+ * the same experts, even on a cluster whose nodes pick different instruction sets). */
+void matmul_f32_bf16w_portable(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                               int64_t num_tokens, int64_t rows, int64_t cols);
+
+/* The instruction set the decode/matmul inner loops use. The best one the CPU supports is picked
+ * at first use; every ISA stays within the tests' tolerance of the *_ref versions and is
+ * deterministic, but different ISAs sum in different orders, so ranks that must agree bitwise
+ * must run the same one. */
+typedef enum { KERNEL_ISA_PORTABLE, KERNEL_ISA_AVX2, KERNEL_ISA_COUNT } KernelIsa;
+
+KernelIsa kernels_active_isa(void);
+const char *kernels_isa_name(KernelIsa isa);
+/* Forces an ISA (tests, benchmarks; not while a matmul runs). False if this CPU lacks it. */
+bool kernels_select_isa(KernelIsa isa);
 
 /* out = x / sqrt(mean(x²) + eps) · weight, for each of num_tokens rows of n. */
 void rmsnorm_f32_bf16w(float *out, const float *x, const uint16_t *weight, int64_t num_tokens,

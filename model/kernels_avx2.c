@@ -1,0 +1,275 @@
+/* AVX2+FMA inner loops of the packed matmuls (interface: kernels_isa.h). Each function carries
+ * its own target attribute, so this file builds without -march flags and the program still runs
+ * on CPUs without AVX2; kernels.c checks the CPU before calling anything here.
+ *
+ * A single token (decode) streams each packed row straight into the dot product — decode is
+ * bound by memory bandwidth, so weights are read once and never expanded in memory. A batch
+ * decodes each row once into fp32 and dots it with every token, using the same lanes and the same
+ * order of operations, so batching never changes a result. */
+#include "model/kernels_isa.h"
+
+#if GPTOSS_HAVE_AVX2_KERNELS
+
+#include <assert.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma")))
+
+/* Hardware prefetchers lose track of these streams while the loop is busy decoding; fetching a
+ * few KB ahead keeps DRAM requests in flight (measured with tests/bench_kernels). */
+enum { BF16_PREFETCH_BYTES = 1024, MXFP4_PREFETCH_BYTES = 4096 };
+
+enum { LANES = 8 };
+
+/* ================= bf16 =================
+ * Dots accumulate 32-element blocks alternately into two sets of four 8-lane accumulators (eight
+ * independent FMA chains hide FMA latency), then a scalar fmaf tail, then one fixed reduction. */
+
+enum { BF16_BLOCK = 32, BF16_GROUPS = BF16_BLOCK / LANES, BF16_ACC = 2 * BF16_GROUPS };
+
+AVX2_FN static inline __m256 bf16x8_to_f32(const uint16_t *p) {
+  const __m128i bits = _mm_loadu_si128((const __m128i *)p);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+
+AVX2_FN static inline void fma_block_f32(__m256 acc[BF16_GROUPS], const float *a, const float *x) {
+  for (int j = 0; j < BF16_GROUPS; j++) {
+    acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + j * LANES), _mm256_loadu_ps(x + j * LANES), acc[j]);
+  }
+}
+
+AVX2_FN static inline void fma_block_bf16(__m256 acc[BF16_GROUPS], const uint16_t *w, const float *x) {
+  for (int j = 0; j < BF16_GROUPS; j++) {
+    acc[j] = _mm256_fmadd_ps(bf16x8_to_f32(w + j * LANES), _mm256_loadu_ps(x + j * LANES), acc[j]);
+  }
+}
+
+AVX2_FN static inline float hsum_f32x8(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+AVX2_FN static inline float reduce_bf16_acc(const __m256 acc[BF16_ACC], float tail) {
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
+                                 _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])));
+  return hsum_f32x8(s) + tail;
+}
+
+/* The dot of a decoded bf16 row: must stay in step with dot_f32_bf16w below. */
+AVX2_FN static float dot_f32_f32(const float *a, const float *x, int64_t cols) {
+  __m256 acc[BF16_ACC];
+  for (int i = 0; i < BF16_ACC; i++) acc[i] = _mm256_setzero_ps();
+  const int64_t num_blocks = cols / BF16_BLOCK;
+  int64_t b = 0;
+  for (; b + 2 <= num_blocks; b += 2) {
+    fma_block_f32(acc, a + b * BF16_BLOCK, x + b * BF16_BLOCK);
+    fma_block_f32(acc + BF16_GROUPS, a + (b + 1) * BF16_BLOCK, x + (b + 1) * BF16_BLOCK);
+  }
+  if (b < num_blocks) fma_block_f32(acc, a + b * BF16_BLOCK, x + b * BF16_BLOCK);
+  float tail = 0.0f;
+  for (int64_t c = num_blocks * BF16_BLOCK; c < cols; c++) tail = fmaf(a[c], x[c], tail);
+  return reduce_bf16_acc(acc, tail);
+}
+
+AVX2_FN static float dot_f32_bf16w(const uint16_t *w, const float *x, int64_t cols) {
+  __m256 acc[BF16_ACC];
+  for (int i = 0; i < BF16_ACC; i++) acc[i] = _mm256_setzero_ps();
+  const int64_t num_blocks = cols / BF16_BLOCK;
+  int64_t b = 0;
+  for (; b + 2 <= num_blocks; b += 2) {
+    _mm_prefetch((const char *)(w + b * BF16_BLOCK) + BF16_PREFETCH_BYTES, _MM_HINT_T0);
+    fma_block_bf16(acc, w + b * BF16_BLOCK, x + b * BF16_BLOCK);
+    fma_block_bf16(acc + BF16_GROUPS, w + (b + 1) * BF16_BLOCK, x + (b + 1) * BF16_BLOCK);
+  }
+  if (b < num_blocks) fma_block_bf16(acc, w + b * BF16_BLOCK, x + b * BF16_BLOCK);
+  float tail = 0.0f;
+  for (int64_t c = num_blocks * BF16_BLOCK; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
+  return reduce_bf16_acc(acc, tail);
+}
+
+AVX2_FN void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols) {
+  int64_t c = 0;
+  for (; c + LANES <= cols; c += LANES) _mm256_storeu_ps(out + c, bf16x8_to_f32(row + c));
+  for (; c < cols; c++) out[c] = bf16_to_f32(row[c]);
+}
+
+void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  const uint16_t *w = a->weights;
+  float *row = a->num_tokens > 1 ? malloc((size_t)a->cols * sizeof *row) : NULL;
+  assert(a->num_tokens == 1 || row);
+  for (int64_t r = row_begin; r < row_end; r++) {
+    const float bias = matmul_bias_f32(a, r);
+    if (a->num_tokens == 1) {
+      a->y[r] = dot_f32_bf16w(w + r * a->cols, a->x, a->cols) + bias;
+      continue;
+    }
+    bf16_decode_row_avx2(row, w + r * a->cols, a->cols);
+    for (int64_t t = 0; t < a->num_tokens; t++) a->y[t * a->rows + r] = dot_f32_f32(row, a->x + t * a->cols, a->cols) + bias;
+  }
+  free(row);
+}
+
+/* ================= MXFP4 =================
+ * Decoding is the bottleneck here, not memory, so it avoids per-element work: pshufb looks up the
+ * low and high bytes of each code's bf16 pattern for 32 nibbles at once, one unpack pairs them
+ * into 16-bit bf16 values, and a shift or a mask turns each half of a 32-bit lane into an fp32.
+ * The values come out in a fixed shuffled order, so x is permuted once per call to match
+ * (mxfp4_permute_x); the scale, a power of two, multiplies each block's partial sum once.
+ *
+ * The unit is a pair of blocks (64 elements), block 2k in the low 128-bit lane and 2k+1 in the
+ * high one (pshufb and unpack stay within lanes). A row with an odd block count ends with a pair
+ * whose high lane is zeros: codes 0, x 0, scale 1. */
+
+enum { BLOCK = MXFP4_BLOCK_ELEMS, PAIR = 2 * BLOCK, PAIR_VECTORS = PAIR / LANES };
+
+/* bf16 bit patterns of the 16 E2M1 values (0, 0.5, 1, 1.5, 2, 3, 4, 6, then the same negated),
+ * split into low and high bytes; once per 128-bit lane. */
+static const uint8_t E2M1_BF16_LOW[32] = {
+    0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0,
+    0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0};
+static const uint8_t E2M1_BF16_HIGH[32] = {
+    0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0,
+    0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0};
+
+/* Which element of its block each lane of unpacked vector v holds (lanes 4-7: the same elements
+ * of the next block). Element 2i is byte i's low nibble; unpacklo/hi take bytes 0-7 / 8-15, and
+ * the shift / mask take the even / odd 16-bit half of each lane. */
+static const int8_t PAIR_ELEMENT[PAIR_VECTORS][4] = {
+    {0, 4, 8, 12},  {2, 6, 10, 14},  {16, 20, 24, 28}, {18, 22, 26, 30}, /* low nibbles */
+    {1, 5, 9, 13},  {3, 7, 11, 15},  {17, 21, 25, 29}, {19, 23, 27, 31}, /* high nibbles */
+};
+
+/* E8M0 scale code -> fp32 bits of 2^(code - 127): code 0 is the subnormal 2^-127 and 255 is inf,
+ * as ldexpf gives in the portable path. A table, because this runs once per block. */
+#define SCALE_BITS(s) ((s) ? (uint32_t)(s) << 23 : 0x00400000u)
+#define SCALE_BITS4(s) SCALE_BITS(s), SCALE_BITS(s + 1), SCALE_BITS(s + 2), SCALE_BITS(s + 3)
+#define SCALE_BITS16(s) SCALE_BITS4(s), SCALE_BITS4(s + 4), SCALE_BITS4(s + 8), SCALE_BITS4(s + 12)
+#define SCALE_BITS64(s) SCALE_BITS16(s), SCALE_BITS16(s + 16), SCALE_BITS16(s + 32), SCALE_BITS16(s + 48)
+static const uint32_t MXFP4_SCALE_BITS[256] = {SCALE_BITS64(0), SCALE_BITS64(64), SCALE_BITS64(128),
+                                               SCALE_BITS64(192)};
+
+static int64_t mxfp4_padded_cols(int64_t cols) { return (cols + PAIR - 1) / PAIR * PAIR; }
+
+/* xp[64k + 8v + 4h + l] = x[64k + 32h + PAIR_ELEMENT[v][l]], zero past cols. */
+static void mxfp4_permute_x(float *xp, const float *x, int64_t cols) {
+  for (int64_t base = 0; base < cols; base += PAIR) {
+    for (int v = 0; v < PAIR_VECTORS; v++) {
+      for (int lane = 0; lane < LANES; lane++) {
+        const int64_t c = base + (lane / 4) * BLOCK + PAIR_ELEMENT[v][lane % 4];
+        xp[base + v * LANES + lane] = c < cols ? x[c] : 0.0f;
+      }
+    }
+  }
+}
+
+AVX2_FN static inline __m256i scale_bits_x4(uint8_t code) { return _mm256_set1_epi32((int32_t)MXFP4_SCALE_BITS[code]); }
+
+/* Codes and scales of blocks b and b+1, or of a last block b alone (high lane: codes 0, scale 1). */
+AVX2_FN static inline __m256i mxfp4_pair_codes(const uint8_t *blocks, int64_t b, int64_t num_blocks) {
+  const uint8_t *p = blocks + b * MXFP4_BLOCK_BYTES;
+  if (b + 1 < num_blocks) return _mm256_loadu_si256((const __m256i *)p);
+  return _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)p), 0);
+}
+
+AVX2_FN static inline __m256 mxfp4_pair_scale(const uint8_t *scales, int64_t b, int64_t num_blocks) {
+  const __m256i high = b + 1 < num_blocks ? scale_bits_x4(scales[b + 1]) : _mm256_set1_epi32(0x3F800000);
+  return _mm256_castsi256_ps(_mm256_blend_epi32(scale_bits_x4(scales[b]), high, 0xF0));
+}
+
+/* The 64 values of a pair of code blocks, unscaled, in PAIR_ELEMENT order (exact). */
+AVX2_FN static inline void mxfp4_unpack_pair(__m256i codes, __m256 v[PAIR_VECTORS]) {
+  const __m256i low_table = _mm256_loadu_si256((const __m256i *)E2M1_BF16_LOW);
+  const __m256i high_table = _mm256_loadu_si256((const __m256i *)E2M1_BF16_HIGH);
+  const __m256i nibble_mask = _mm256_set1_epi8(0x0F), upper_half = _mm256_set1_epi32((int32_t)0xFFFF0000u);
+  const __m256i nibbles[2] = {_mm256_and_si256(codes, nibble_mask),
+                              _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble_mask)};
+  for (int n = 0; n < 2; n++) {
+    const __m256i low = _mm256_shuffle_epi8(low_table, nibbles[n]), high = _mm256_shuffle_epi8(high_table, nibbles[n]);
+    const __m256i bf16_pairs[2] = {_mm256_unpacklo_epi8(low, high), _mm256_unpackhi_epi8(low, high)};
+    for (int h = 0; h < 2; h++) {
+      v[4 * n + 2 * h] = _mm256_castsi256_ps(_mm256_slli_epi32(bf16_pairs[h], 16));
+      v[4 * n + 2 * h + 1] = _mm256_castsi256_ps(_mm256_and_si256(bf16_pairs[h], upper_half));
+    }
+  }
+}
+
+/* Σ v·xp over one pair, per lane (lanes 0-3 block 2k, 4-7 block 2k+1): two chains, fixed order. */
+AVX2_FN static inline __m256 mxfp4_pair_dot(const __m256 v[PAIR_VECTORS], const float *xp) {
+  __m256 even = _mm256_mul_ps(v[0], _mm256_loadu_ps(xp));
+  __m256 odd = _mm256_mul_ps(v[1], _mm256_loadu_ps(xp + LANES));
+  for (int i = 2; i < PAIR_VECTORS; i += 2) {
+    even = _mm256_fmadd_ps(v[i], _mm256_loadu_ps(xp + i * LANES), even);
+    odd = _mm256_fmadd_ps(v[i + 1], _mm256_loadu_ps(xp + (i + 1) * LANES), odd);
+  }
+  return _mm256_add_ps(even, odd);
+}
+
+/* One token: straight from the packed row. xp is permuted and padded. The last pair is peeled so
+ * the main loop carries no tail checks. */
+AVX2_FN static float dot_f32_mxfp4w(const uint8_t *blocks, const uint8_t *scales, const float *xp, int64_t cols) {
+  const int64_t num_blocks = cols / BLOCK, last_pair = (num_blocks - 1) / 2 * 2;
+  if (num_blocks == 0) return 0.0f;
+  __m256 acc = _mm256_setzero_ps();
+  __m256 v[PAIR_VECTORS];
+  for (int64_t b = 0; b < last_pair; b += 2) {
+    _mm_prefetch((const char *)(blocks + b * MXFP4_BLOCK_BYTES) + MXFP4_PREFETCH_BYTES, _MM_HINT_T0);
+    mxfp4_unpack_pair(_mm256_loadu_si256((const __m256i *)(blocks + b * MXFP4_BLOCK_BYTES)), v);
+    const __m256 scale = _mm256_castsi256_ps(_mm256_blend_epi32(scale_bits_x4(scales[b]), scale_bits_x4(scales[b + 1]), 0xF0));
+    acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + b * BLOCK), scale, acc);
+  }
+  mxfp4_unpack_pair(mxfp4_pair_codes(blocks, last_pair, num_blocks), v);
+  acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + last_pair * BLOCK), mxfp4_pair_scale(scales, last_pair, num_blocks), acc);
+  return hsum_f32x8(acc);
+}
+
+/* A batch: unpack the row once (padded, unscaled, permuted) ... */
+AVX2_FN static void mxfp4_unpack_row(float *unpacked, const uint8_t *blocks, int64_t cols) {
+  const int64_t num_blocks = cols / BLOCK;
+  for (int64_t b = 0; b < num_blocks; b += 2) {
+    __m256 v[PAIR_VECTORS];
+    mxfp4_unpack_pair(mxfp4_pair_codes(blocks, b, num_blocks), v);
+    for (int i = 0; i < PAIR_VECTORS; i++) _mm256_storeu_ps(unpacked + b * BLOCK + i * LANES, v[i]);
+  }
+}
+
+/* ... then dot it with each token: the same operations as dot_f32_mxfp4w, so the same bits. */
+AVX2_FN static float dot_f32_mxfp4_unpacked(const float *unpacked, const uint8_t *scales, const float *xp,
+                                            int64_t cols) {
+  const int64_t num_blocks = cols / BLOCK;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < num_blocks; b += 2) {
+    __m256 v[PAIR_VECTORS];
+    for (int i = 0; i < PAIR_VECTORS; i++) v[i] = _mm256_loadu_ps(unpacked + b * BLOCK + i * LANES);
+    acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + b * BLOCK), mxfp4_pair_scale(scales, b, num_blocks), acc);
+  }
+  return hsum_f32x8(acc);
+}
+
+void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  const int64_t padded = mxfp4_padded_cols(a->cols), blocks_per_row = a->cols / BLOCK;
+  /* Each token's permuted x, then room for one unpacked row. */
+  float *xp = malloc((size_t)((a->num_tokens + 1) * padded) * sizeof *xp);
+  assert(xp);
+  for (int64_t t = 0; t < a->num_tokens; t++) mxfp4_permute_x(xp + t * padded, a->x + t * a->cols, a->cols);
+  float *unpacked = xp + a->num_tokens * padded;
+  for (int64_t r = row_begin; r < row_end; r++) {
+    const uint8_t *blocks = (const uint8_t *)a->weights + r * blocks_per_row * MXFP4_BLOCK_BYTES;
+    const uint8_t *scales = a->scales + r * blocks_per_row;
+    const float bias = matmul_bias_f32(a, r);
+    if (a->num_tokens == 1) {
+      a->y[r] = dot_f32_mxfp4w(blocks, scales, xp, a->cols) + bias;
+      continue;
+    }
+    mxfp4_unpack_row(unpacked, blocks, a->cols);
+    for (int64_t t = 0; t < a->num_tokens; t++) {
+      a->y[t * a->rows + r] = dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, a->cols) + bias;
+    }
+  }
+  free(xp);
+}
+
+#endif

@@ -1,0 +1,40 @@
+/* The interface between kernels.c (dispatch and threading) and each instruction set's inner
+ * loops for the packed matmuls. Private to model/.
+ *
+ * A MatmulRowsFn computes y[t, r] for every token t and every row r in [row_begin, row_end): one
+ * thread's share. It must compute each output the same way whatever the split and whatever
+ * num_tokens — that is what makes results independent of the thread count and makes a batch
+ * give, token for token, the bits a single token gives. */
+#ifndef GPTOSS_MODEL_KERNELS_ISA_H
+#define GPTOSS_MODEL_KERNELS_ISA_H
+
+#include <stdint.h>
+
+#include "model/kernels.h"
+
+typedef struct {
+  float *y;               /* [num_tokens, rows] */
+  const void *weights;    /* bf16 [rows, cols], or MXFP4 blocks [rows, cols/32, 16] */
+  const uint8_t *scales;  /* MXFP4 only: [rows, cols/32] */
+  const uint16_t *bias;   /* [rows], or NULL */
+  const float *x;         /* [num_tokens, cols] */
+  int64_t num_tokens, rows, cols;
+} MatmulArgs;
+
+typedef void (*MatmulRowsFn)(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+
+static inline float matmul_bias_f32(const MatmulArgs *args, int64_t r) {
+  return args->bias ? bf16_to_f32(args->bias[r]) : 0.0f;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GPTOSS_HAVE_AVX2_KERNELS 1
+/* kernels_avx2.c: call only where the CPU has AVX2 and FMA. */
+void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols);
+void matmul_rows_f32_bf16w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+#else
+#define GPTOSS_HAVE_AVX2_KERNELS 0
+#endif
+
+#endif
