@@ -196,6 +196,19 @@ JSON
     first=${counts%% *}
     [[ $first -lt 400 ]] || die "the first answer was not interrupted"
     ;;
+  synth_deterministic)
+    # The same seed writes the same bytes whatever the file split; another seed does not.
+    "$GPTOSS" synth --preset tiny --seed 4 --out "$scratch/a"
+    "$GPTOSS" synth --preset tiny --seed 4 --out "$scratch/b" --files 3
+    "$GPTOSS" synth --preset tiny --seed 5 --out "$scratch/c"
+    [[ -f "$scratch/b/model.safetensors.index.json" && ! -f "$scratch/a/model.safetensors.index.json" ]] || die "file split"
+    for d in a b c; do "$GPTOSS" convert --checkpoint "$scratch/$d" --out "$scratch/$d.model" --quiet; done
+    run 1 score --model "$scratch/a.model" --tokens 1,2,3,4 --logits "$scratch/a.h5" --quiet >/dev/null
+    run 1 score --model "$scratch/b.model" --tokens 1,2,3,4 --logits "$scratch/b.h5" --quiet >/dev/null
+    run 1 score --model "$scratch/c.model" --tokens 1,2,3,4 --logits "$scratch/c.h5" --quiet >/dev/null
+    "$COMPARE" "$scratch/a.h5" "$scratch/b.h5" --exact
+    ! "$COMPARE" "$scratch/a.h5" "$scratch/c.h5" --exact || die "another seed gave the same model"
+    ;;
   bench_json)
     out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
     echo "$out"

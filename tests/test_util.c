@@ -2,12 +2,19 @@
  * result. */
 #include "test_util.h"
 
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cmocka.h>
+
 #include "io/convert.h"
+#include "model/kernels.h"
 
 const char *test_data(const char *relative) {
   static char path[4096];
@@ -81,4 +88,13 @@ char *test_convert_golden(const char *dir) {
   ConvertOptions o = {test_data("tiny20/checkpoint"), out, false, false};
   if (convert_checkpoint(&o) != STATUS_OK) abort();
   return out;
+}
+
+void assert_logits_row_matches(const float *got, const float *want, int64_t vocab, int64_t row) {
+  float worst = 0.0f;
+  for (int64_t v = 0; v < vocab; v++) worst = fmaxf(worst, fabsf(got[v] - want[v]));
+  if (!(worst <= GOLDEN_LOGIT_TOLERANCE)) {
+    fail_msg("position %lld: max |dlogit| = %g > %g", (long long)row, worst, GOLDEN_LOGIT_TOLERANCE);
+  }
+  assert_int_equal(argmax_f32(got, vocab), argmax_f32(want, vocab));
 }
