@@ -196,6 +196,18 @@ JSON
     first=${counts%% *}
     [[ $first -lt 400 ]] || die "the first answer was not interrupted"
     ;;
+  mpirun_wrapper)
+    # launch/gptoss-mpirun.sh on a one-host hostfile: 2 ranks on the node, greedy tokens exact.
+    echo "localhost slots=2" >"$scratch/hosts"
+    got=$(timeout 120 "$LAUNCH_DIR/gptoss-mpirun.sh" --hostfile "$scratch/hosts" --per node --ranks-per 2 \
+          --threads 1 --bin "$GPTOSS" --mpirun-arg --oversubscribe -- \
+          generate --model "$GOLDEN_MODEL" --tokens "$tokens" --max-tokens 16 --temperature 0 --ids --quiet)
+    [[ "$got" == "$greedy" ]] || die "got '$got', reference '$greedy'"
+    status=0
+    timeout 60 "$LAUNCH_DIR/gptoss-mpirun.sh" --hostfile "$scratch/hosts" --per node --ranks-per 2 --threads 1 \
+      --bin "$GPTOSS" --mpirun-arg --oversubscribe -- score --model /nonexistent --tokens 1 || status=$?
+    [[ $status -ne 0 && $status -ne 124 ]] || die "a failing job gave status $status"
+    ;;
   synth_deterministic)
     # The same seed writes the same bytes whatever the file split; another seed does not.
     "$GPTOSS" synth --preset tiny --seed 4 --out "$scratch/a"
