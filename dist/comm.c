@@ -1,6 +1,8 @@
 /* MPI collectives for the engine (see comm.h). Runs on every rank. */
 #include "dist/comm.h"
 
+#include "model/plan.h"
+
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -53,6 +55,12 @@ Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_s
   r->num_local_shards = num_local_shards;
   r->max_floats = max_floats;
   MPI_Comm_size(MPI_COMM_WORLD, &r->num_ranks);
+  /* Every rank decides the same: whether every rank's block of shards is a tree node. */
+  r->pre_reduce = true;
+  for (int64_t b = 0; b < num_shards; b += num_local_shards) {
+    const Range block = {b, b + num_local_shards};
+    r->pre_reduce = r->pre_reduce && plan_tree_has_node(num_shards, block);
+  }
   if (num_local_shards * max_floats > INT_MAX) {
     return status_error(STATUS_UNSUPPORTED, "a reduction of %lld floats per rank exceeds MPI's int count; lower --chunk",
                         (long long)(num_local_shards * max_floats));
@@ -67,13 +75,16 @@ void dist_reducer_free(DistReducer *r) {
   r->gathered = NULL;
 }
 
-static Status dist_sum_shards(void *ctx, const float *local_parts, int64_t n, float *out) {
+static Status dist_sum_shards(void *ctx, float *local_parts, int64_t n, float *out) {
   DistReducer *r = ctx;
-  const int count = (int)(r->num_local_shards * n);
+  const int64_t block = r->pre_reduce ? r->num_local_shards : 1;
+  if (r->pre_reduce) sum_blocks_tree(local_parts, r->num_local_shards, 1, n);
+  const int count = (int)(r->num_local_shards / block * n);
   if (MPI_Allgather(local_parts, count, MPI_FLOAT, r->gathered, count, MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS) {
     return status_error(STATUS_REMOTE_ERROR, "MPI_Allgather of shard partial sums failed");
   }
-  sum_parts_in_order(r->gathered, r->num_shards, n, out);
+  sum_blocks_tree(r->gathered, r->num_shards, block, n);
+  memcpy(out, r->gathered, (size_t)n * sizeof *out);
   r->bytes_sent += (uint64_t)count * sizeof(float) * (uint64_t)(r->num_ranks - 1);
   return STATUS_OK;
 }

@@ -27,12 +27,15 @@ Status dist_agree(Status local);
 
 Status dist_bcast(void *buf, size_t num_bytes, int root);
 
-/* A ShardReducer over MPI: allgathers each rank's shard partials (ranks hold consecutive
- * shards, so rank order is shard order) and adds all S partials in shard order on every rank.
- * Every rank gets bitwise the same sum, and the same sum for any rank count. */
+/* A ShardReducer over MPI. Where this rank's shards form a node of the shard tree (always when
+ * S is a power of two), each rank first adds its own shards in the tree's shape and the ranks
+ * exchange one vector each; otherwise they exchange every shard's partial. Every rank then
+ * finishes the tree in the same order: all get bitwise the same sum, and the same sum for any
+ * rank count. */
 typedef struct {
   int64_t num_shards;
   int64_t num_local_shards;
+  bool pre_reduce;          /* rank blocks are tree nodes: exchange one vector per rank */
   float *gathered;          /* [num_shards, max_floats] */
   int64_t max_floats;
   int num_ranks;

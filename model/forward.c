@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "model/kernels.h"
+#include "model/plan.h"
 
 double phase_clock(void) {
   struct timespec ts;
@@ -19,23 +20,30 @@ double phase_clock(void) {
 /* ---------- reductions ---------- */
 
 /* The reduction, timed: its time is the imbalance between ranks plus the exchange. */
-static Status reduce_shards(Transformer *t, const ShardReducer *reducer, const float *parts, int64_t n, float *out) {
+static Status reduce_shards(Transformer *t, const ShardReducer *reducer, float *parts, int64_t n, float *out) {
   const double start = phase_clock();
   Status st = reducer->sum_shards(reducer->ctx, parts, n, out);
   t->times.reduce += phase_clock() - start;
   return st;
 }
 
-void sum_parts_in_order(const float *parts, int64_t num_parts, int64_t n, float *out) {
-  memcpy(out, parts, (size_t)n * sizeof *out);
-  for (int64_t p = 1; p < num_parts; p++) {
-    const float *part = parts + p * n;
-    for (int64_t i = 0; i < n; i++) out[i] += part[i];
-  }
+static void sum_subtree(float *blocks, int64_t begin, int64_t end, int64_t block_size, int64_t n) {
+  if (end - begin <= block_size) return; /* a block: its value is already in place */
+  const int64_t mid = plan_tree_split(begin, end);
+  sum_subtree(blocks, begin, mid, block_size, n);
+  sum_subtree(blocks, mid, end, block_size, n);
+  float *left = blocks + (begin / block_size) * n;
+  const float *right = blocks + (mid / block_size) * n;
+  for (int64_t i = 0; i < n; i++) left[i] += right[i];
 }
 
-static Status local_sum_shards(void *ctx, const float *local_parts, int64_t n, float *out) {
-  sum_parts_in_order(local_parts, (int64_t)(intptr_t)ctx, n, out);
+void sum_blocks_tree(float *blocks, int64_t num_shards, int64_t block_size, int64_t n) {
+  sum_subtree(blocks, 0, num_shards, block_size, n);
+}
+
+static Status local_sum_shards(void *ctx, float *local_parts, int64_t n, float *out) {
+  sum_blocks_tree(local_parts, (int64_t)(intptr_t)ctx, 1, n);
+  memcpy(out, local_parts, (size_t)n * sizeof *out);
   return STATUS_OK;
 }
 

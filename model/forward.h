@@ -19,16 +19,19 @@
 
 typedef struct {
   void *ctx;
-  /* local_parts: this rank's shards' partial vectors, n floats each, in shard order.
-   * out: n floats = the sum of all S shards' partials, added in shard order. */
-  Status (*sum_shards)(void *ctx, const float *local_parts, int64_t n, float *out);
+  /* local_parts: this rank's shards' partial vectors, n floats each, in shard order (the
+   * reducer may overwrite them). out: n floats = the sum of all S shards' partials, added in
+   * the shape of the shard tree (plan_tree_split). */
+  Status (*sum_shards)(void *ctx, float *local_parts, int64_t n, float *out);
 } ShardReducer;
 
 /* For a process that holds every shard. */
 ShardReducer shard_reducer_local(int64_t num_shards);
 
-/* out = parts[0] + parts[1] + ... in that order (each n floats). */
-void sum_parts_in_order(const float *parts, int64_t num_parts, int64_t n, float *out);
+/* Adds vectors in the shard tree's shape, in place: `blocks` holds one vector of n floats per
+ * block of block_size consecutive shards of [0, num_shards) (each block a tree node); the sum
+ * ends up in blocks[0 .. n). With block_size 1 it adds single shards. */
+void sum_blocks_tree(float *blocks, int64_t num_shards, int64_t block_size, int64_t n);
 
 typedef struct {
   float *k;          /* [capacity, D] */

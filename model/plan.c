@@ -40,3 +40,19 @@ int64_t plan_vocab_owner(const GptOssConfig *c, int64_t token) {
   while (s > 0 && plan_split(c->vocab_size, num_shards, s).begin > token) s--;
   return s;
 }
+
+int64_t plan_tree_split(int64_t begin, int64_t end) {
+  int64_t half = 1;
+  while (half * 2 < end - begin) half *= 2;
+  return begin + half;
+}
+
+bool plan_tree_has_node(int64_t num_shards, Range node) {
+  Range at = {0, num_shards};
+  while (range_size(at) > range_size(node)) {
+    const int64_t mid = plan_tree_split(at.begin, at.end);
+    if (node.begin < mid) at.end = mid;
+    else at.begin = mid;
+  }
+  return at.begin == node.begin && at.end == node.end;
+}

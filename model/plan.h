@@ -9,6 +9,7 @@
 #ifndef GPTOSS_MODEL_PLAN_H
 #define GPTOSS_MODEL_PLAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model/config.h"
@@ -35,6 +36,14 @@ ShardSlice plan_shard(const GptOssConfig *config, int64_t shard);
 
 /* Shards [begin, end) loaded by `rank` of `num_ranks`; num_ranks must divide the shard count. */
 Status plan_rank_shards(const GptOssConfig *config, int num_ranks, int rank, Range *shards_out);
+
+/* The fixed tree in which shard partial sums are added: a range of shards [begin, end) splits at
+ * begin + the largest power of two below its size, down to single shards. Any rank count adds in
+ * this same shape, so sums are bitwise the same at every rank count. */
+int64_t plan_tree_split(int64_t begin, int64_t end);
+/* Whether [begin, end) is a node of the tree over [0, num_shards): then a rank holding exactly
+ * those shards can add them before the exchange. */
+bool plan_tree_has_node(int64_t num_shards, Range node);
 
 /* Shard owning vocabulary row `token` (the inverse of ShardSlice.vocab). */
 int64_t plan_vocab_owner(const GptOssConfig *config, int64_t token);

@@ -153,6 +153,16 @@ JSON
     run 2 score --model "$scratch/model" --tokens "$ids" --chunk 1 --logits "$scratch/decode.h5" --quiet >/dev/null
     "$COMPARE" "$scratch/decode.h5" "$scratch/np1.h5" --tol 2e-4
     expect_failure "must divide num_key_value_heads = 4" 1 8 score --model "$scratch/model" --tokens 1
+    # Six KV groups: at 3 and 6 ranks each rank adds its own shards before the exchange; at 2 ranks
+    # (blocks of 3 are not nodes of the summation tree) every shard's partial is exchanged.
+    sed -e 's/"num_key_value_heads": 4/"num_key_value_heads": 6/' -e 's/"num_attention_heads": 16/"num_attention_heads": 12/' \
+      "$scratch/config.json" >"$scratch/config6.json"
+    "$GPTOSS" synth --config "$scratch/config6.json" --out "$scratch/ckpt6" --seed 6
+    "$GPTOSS" convert --checkpoint "$scratch/ckpt6" --out "$scratch/model6" --quiet
+    for np in 1 2 3 6; do
+      run "$np" score --model "$scratch/model6" --tokens "$ids" --logits "$scratch/six$np.h5" --quiet >/dev/null
+    done
+    for np in 2 3 6; do "$COMPARE" "$scratch/six$np.h5" "$scratch/six1.h5" --exact; done
     ;;
   text_generate)
     # Harmony prompt, sampled: the same seed gives the same text at 1 and 8 ranks.

@@ -2,12 +2,14 @@
  * shard, every shard by exactly one rank, for every valid rank count; bad rank counts are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "model/forward.h"
 #include "model/plan.h"
 
 static GptOssConfig make_config(int64_t hq, int64_t hkv, int64_t experts, int64_t vocab) {
@@ -100,11 +102,67 @@ static void test_refuses_rank_counts_that_do_not_divide(void **state) {
   status_set_silent(0);
 }
 
+static void test_summation_tree_nodes(void **state) {
+  (void)state;
+  for (int64_t n = 1; n <= 8; n *= 2) {
+    for (int64_t b = 0; b < 8; b += 8 / n) {
+      const Range block = {b, b + 8 / n};
+      assert_true(plan_tree_has_node(8, block));
+    }
+  }
+  const Range six_by_three[] = {{0, 2}, {2, 4}, {4, 6}}, six_by_two[] = {{0, 3}, {3, 6}};
+  for (int i = 0; i < 3; i++) assert_true(plan_tree_has_node(6, six_by_three[i]));
+  for (int i = 0; i < 2; i++) assert_false(plan_tree_has_node(6, six_by_two[i]));
+  assert_int_equal(plan_tree_split(0, 6), 4);
+  assert_int_equal(plan_tree_split(4, 6), 5);
+}
+
+/* Ranks that add their own block first, then the blocks, get the bits of adding shard by shard
+ * in the same tree: this is what makes logits identical at every rank count. */
+static void test_block_sums_equal_shard_sums(void **state) {
+  (void)state;
+  enum { N = 97 };
+  const int64_t shard_counts[] = {8, 6, 4, 12};
+  for (size_t c = 0; c < sizeof shard_counts / sizeof shard_counts[0]; c++) {
+    const int64_t S = shard_counts[c];
+    float *parts = malloc((size_t)(S * N) * sizeof *parts), *blocks = malloc((size_t)(S * N) * sizeof *blocks);
+    uint64_t x = 12345 + (uint64_t)S;
+    for (int64_t i = 0; i < S * N; i++) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      parts[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) * 1000.0f;
+    }
+    float reference[N];
+    memcpy(blocks, parts, (size_t)(S * N) * sizeof *blocks);
+    sum_blocks_tree(blocks, S, 1, N);
+    memcpy(reference, blocks, sizeof reference);
+    for (int64_t k = 1; k <= S; k++) {
+      if (S % k != 0) continue;
+      bool aligned = true;
+      for (int64_t b = 0; b < S; b += k) aligned = aligned && plan_tree_has_node(S, (Range){b, b + k});
+      if (!aligned) continue;
+      /* Each "rank" adds its k shards, then the blocks are added. */
+      for (int64_t b = 0; b < S; b += k) {
+        float *local = malloc((size_t)(k * N) * sizeof *local);
+        memcpy(local, parts + b * N, (size_t)(k * N) * sizeof *local);
+        sum_blocks_tree(local, k, 1, N);
+        memcpy(blocks + (b / k) * N, local, N * sizeof *local);
+        free(local);
+      }
+      sum_blocks_tree(blocks, S, k, N);
+      assert_memory_equal(blocks, reference, sizeof reference);
+    }
+    free(parts);
+    free(blocks);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_released_shapes),
       cmocka_unit_test(test_uneven_shapes),
       cmocka_unit_test(test_refuses_rank_counts_that_do_not_divide),
+      cmocka_unit_test(test_summation_tree_nodes),
+      cmocka_unit_test(test_block_sums_equal_shard_sums),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
