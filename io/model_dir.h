@@ -56,19 +56,30 @@ typedef struct {
 Status modeldir_read_manifest(const char *dir, Manifest *out);
 void modeldir_free_manifest(Manifest *manifest);
 
-/* Reads the listed tensors of one file into arena + spec.arena_offset, checking each dataset's
- * type and shape, and its checksum against `checksums` (the manifest's row for this file; NULL
- * skips the check). expected_bytes: the size the manifest recorded. */
-Status modeldir_load_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs,
-                             int64_t num_specs, void *arena, const uint64_t *checksums);
+/* Tensors start at multiples of this many bytes in every model file. */
+#define MODEL_TENSOR_ALIGNMENT 64
 
-/* The weights of shards [begin, end) and the replicated tensors, read into one arena per
- * file (never expanded: bf16 and MXFP4 stay packed). */
+/* A model file mapped read-only: the tensors are used where they lie in the page cache —
+ * loaded at disk speed, never copied, and shared by every process that maps the same file. */
+typedef struct {
+  char *base;
+  size_t num_bytes;
+} FileMap;
+
+/* Maps one file and points each spec's destination at its tensor, checking each dataset's
+ * shape and dtype, and its checksum against `checksums` (the manifest's row for this file; NULL
+ * skips it). expected_bytes: the size the manifest recorded. */
+Status modeldir_map_tensors(const char *path, uint64_t expected_bytes, const TensorSpec *specs, int64_t num_specs,
+                            const uint64_t *checksums, FileMap *map_out);
+void modeldir_unmap(FileMap *map);
+
+/* The weights of shards [begin, end) and the replicated tensors, in their packed form (bf16 and
+ * MXFP4 as in the checkpoint, never expanded). */
 typedef struct {
   Range shard_range;
-  void **shard_arenas;        /* [num shards] */
+  FileMap *shard_maps;        /* [num shards] */
   ShardWeights *shards;       /* [num shards] */
-  void *replicated_arena;
+  FileMap replicated_map;
   ReplicatedWeights replicated;
   size_t num_bytes;           /* weight bytes held */
 } LoadedWeights;

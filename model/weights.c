@@ -28,7 +28,7 @@ int64_t weights_replicated_spec_count(const GptOssConfig *c) {
 typedef struct {
   TensorSpec *specs;
   int64_t count;
-  size_t arena_bytes;
+  size_t num_bytes;
 } SpecList;
 
 /* Appends a spec; `source_shape` has num_dims entries, and the stored shape is derived from the
@@ -49,9 +49,8 @@ static void add_spec(SpecList *list, const void **dest, DType dtype, const char 
   if (slice == SLICE_ROWS) s->shape[0] = range_size(range);
   if (slice == SLICE_COLS) s->shape[num_dims - 1] = range_size(range);
   s->num_bytes = (size_t)tensor_spec_elements(s) * dtype_bytes(dtype);
-  s->arena_offset = list->arena_bytes;
   s->dest = dest;
-  list->arena_bytes += (s->num_bytes + 63) & ~(size_t)63;
+  list->num_bytes += s->num_bytes;
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
@@ -105,7 +104,7 @@ size_t weights_shard_specs(const GptOssConfig *c, int64_t shard, ShardWeights *b
            "embed_tokens.weight", 2, SHAPE(V, H), SLICE_ROWS, slice.vocab);
   add_spec(&list, bind ? (const void **)&bind->lm_head : NULL, DTYPE_BF16, "lm_head.weight",
            "lm_head.weight", 2, SHAPE(V, H), SLICE_ROWS, slice.vocab);
-  return list.arena_bytes;
+  return list.num_bytes;
 }
 
 size_t weights_replicated_specs(const GptOssConfig *c, ReplicatedWeights *bind, TensorSpec *specs) {
@@ -122,13 +121,7 @@ size_t weights_replicated_specs(const GptOssConfig *c, ReplicatedWeights *bind, 
   }
   add_spec(&list, bind ? (const void **)&bind->final_norm : NULL, DTYPE_BF16, "model.norm.weight",
            "norm.weight", 1, SHAPE(H), SLICE_ALL, all);
-  return list.arena_bytes;
-}
-
-void weights_bind(const TensorSpec *specs, int64_t num_specs, const void *arena) {
-  for (int64_t i = 0; i < num_specs; i++) {
-    if (specs[i].dest) *specs[i].dest = (const char *)arena + specs[i].arena_offset;
-  }
+  return list.num_bytes;
 }
 
 uint64_t weights_decode_bytes_per_token(const GptOssConfig *c) {

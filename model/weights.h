@@ -4,8 +4,8 @@
  * replicated file): its dataset name in the model directory, its dtype and shape there, and
  * where it comes from in the Hugging Face checkpoint (tensor name + the slice taken). The
  * converter writes exactly this list and the loader reads exactly this list, so the two cannot
- * drift apart. Each spec also carries the byte offset of the tensor in one arena (one allocation
- * per shard) and the weight-struct field that points at it once loaded. */
+ * drift apart. Each spec also names the weight-struct field that points at the tensor once
+ * loaded. */
 #ifndef GPTOSS_MODEL_WEIGHTS_H
 #define GPTOSS_MODEL_WEIGHTS_H
 
@@ -78,19 +78,15 @@ typedef struct {
   SliceKind slice;
   Range range;
   size_t num_bytes;
-  size_t arena_offset;                 /* 64-byte aligned */
   const void **dest;                   /* field to point at the loaded tensor (may be NULL) */
 } TensorSpec;
 
-/* Fill `specs` (capacity given by weights_*_spec_count) and return the arena size in bytes.
+/* Fill `specs` (capacity given by weights_*_spec_count) and return their total bytes.
  * `bind` may be NULL (the converter needs no destinations). */
 int64_t weights_shard_spec_count(const GptOssConfig *config);
 size_t weights_shard_specs(const GptOssConfig *config, int64_t shard, ShardWeights *bind, TensorSpec *specs);
 int64_t weights_replicated_spec_count(const GptOssConfig *config);
 size_t weights_replicated_specs(const GptOssConfig *config, ReplicatedWeights *bind, TensorSpec *specs);
-
-/* Points every spec's destination into `arena`. */
-void weights_bind(const TensorSpec *specs, int64_t num_specs, const void *arena);
 
 /* Weight bytes one decoded token reads across all ranks: every attention, norm and router
  * weight, the k selected experts of each layer, one embedding row and all of lm_head. */
