@@ -14,6 +14,11 @@
 #include "model/plan.h"
 #include "model/sampler.h"
 
+/* Prompt tokens per forward step (--chunk): 512 reads each expert's weights once per 512 tokens. */
+enum { DEFAULT_CHUNK = 512 };
+/* Rows of logits `score` computes per step: it gathers every row, and a row is V floats. */
+enum { SCORE_ROWS = 64 };
+
 typedef enum {
   OP_STOP = 0,
   OP_RESET,
@@ -77,11 +82,11 @@ static Status init_run_state(Engine *e, const EngineOptions *o) {
     return status_error(STATUS_INVALID_ARGUMENT, "--context %lld exceeds max_position_embeddings = %lld",
                         (long long)context, (long long)c->max_position_embeddings);
   }
-  const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : 128;
+  const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : DEFAULT_CHUNK;
   Status st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, context, chunk);
   if (st != STATUS_OK) return st;
   e->local_vocab = transformer_local_vocab(&e->transformer);
-  e->local_logits = malloc((size_t)(chunk * range_size(e->local_vocab)) * sizeof *e->local_logits);
+  e->local_logits = malloc((size_t)(SCORE_ROWS * range_size(e->local_vocab)) * sizeof *e->local_logits);
   if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer");
   return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), chunk * c->hidden_size);
 }
@@ -187,8 +192,8 @@ static Status gather_logits(Engine *e, int64_t rows, float *logits_out) {
 
 static Status do_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
   const int64_t V = e->config.vocab_size;
-  for (int64_t done = 0; done < n; done += e->transformer.max_chunk) {
-    const int64_t len = n - done < e->transformer.max_chunk ? n - done : e->transformer.max_chunk;
+  for (int64_t done = 0; done < n; done += SCORE_ROWS) {
+    const int64_t len = n - done < SCORE_ROWS ? n - done : SCORE_ROWS;
     Status st = run_forward(e, tokens + done, len, true);
     if (st == STATUS_OK) st = gather_logits(e, len, logits_out ? logits_out + done * V : NULL);
     if (st != STATUS_OK) return st;

@@ -18,7 +18,7 @@
 
 typedef struct {
   int64_t context_length;  /* 0: min(max_position_embeddings, 4096) */
-  int64_t max_chunk;       /* tokens per forward step during prefill; 0: 128 */
+  int64_t max_chunk;       /* tokens per forward step during prefill; 0: 512 */
   bool verify_checksums;
 } EngineOptions;
 
@@ -30,7 +30,7 @@ typedef struct {
   LoadedWeights weights;
   Transformer transformer;
   DistReducer reducer;
-  float *local_logits;        /* [max_chunk, V_local] */
+  float *local_logits;        /* [SCORE_ROWS, V_local] */
   uint64_t sample_bytes_sent; /* bytes this rank sent for sampling decisions and logits */
   double sample_seconds;      /* choosing tokens: argmax agreement, sampling, logits gathers */
   int64_t tokens_forwarded;

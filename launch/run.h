@@ -36,7 +36,7 @@ typedef struct {
 #define RUN_COMMON_OPTIONS(o)                                                                         \
   {"--model", OPT_STRING, &(o).model, "model directory written by gptoss convert"},                   \
   {"--context", OPT_INT, &(o).context, "context length (default min(max_position_embeddings, 4096))"}, \
-  {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 128; 1 = token by token)"},      \
+  {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 512; 1 = token by token)"},      \
   {"--no-verify", OPT_FLAG, &(o).no_verify, "skip the checksum check of the weights at load"},        \
   {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"},                                             \
   {"--verbose", OPT_FLAG, &(o).verbose, "at the end, per-phase time (min/avg/max over ranks), bytes sent"}

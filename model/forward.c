@@ -54,6 +54,8 @@ ShardReducer shard_reducer_local(int64_t num_shards) {
 
 /* ---------- set-up ---------- */
 
+enum { UNEMBED_ROWS = 32 };
+
 static Status alloc_floats(float **out, int64_t count) {
   *out = calloc((size_t)(count > 0 ? count : 1), sizeof **out);
   if (!*out) return status_error(STATUS_OUT_OF_MEMORY, "cannot allocate %lld floats", (long long)count);
@@ -80,7 +82,7 @@ static Status scratch_init(Transformer *t) {
       {&s->scores, t->context_length + 1}, {&s->cos, T * D / 2}, {&s->sin, T * D / 2},
       {&s->router, T * E}, {&s->expert_weight, T * K}, {&s->expert_in, T * H},
       {&s->expert_up, T * 2 * I}, {&s->expert_act, T * I}, {&s->expert_out, T * H},
-      {&s->expert_token_w, T}, {&s->logits, T * max_vocab_slice(t)},
+      {&s->expert_token_w, T}, {&s->logits, UNEMBED_ROWS * max_vocab_slice(t)},
   };
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
     Status st = alloc_floats(bufs[i].buf, bufs[i].count);
@@ -358,21 +360,26 @@ static Status moe_block(Transformer *t, int64_t layer, int64_t n, const ShardRed
 }
 
 /* Final norm and this rank's vocabulary slice for `rows` tokens starting at chunk row `first`. */
+/* Final norm and this rank's vocabulary slice for `rows` tokens starting at chunk row `first`,
+ * UNEMBED_ROWS rows at a time (the slice is wide: a row of it is 25,136 floats per shard). */
 static void unembed(Transformer *t, int64_t first, int64_t rows, float *logits) {
   const GptOssConfig *c = &t->config;
   const int64_t H = c->hidden_size;
   const int64_t local_vocab = range_size(transformer_local_vocab(t));
   Scratch *s = &t->scratch;
   rmsnorm_f32_bf16w(s->h, s->x + first * H, t->replicated->final_norm, rows, H, (float)c->rms_norm_eps);
-  int64_t column = 0;
-  for (int64_t ls = 0; ls < t->num_local_shards; ls++) {
-    const ShardWeights *w = &t->shard_weights[ls];
-    const int64_t vs = range_size(w->slice.vocab);
-    matmul_f32_bf16w(s->logits, w->lm_head, NULL, s->h, rows, vs, H);
-    for (int64_t i = 0; i < rows; i++) {
-      memcpy(logits + i * local_vocab + column, s->logits + i * vs, (size_t)vs * sizeof(float));
+  for (int64_t done = 0; done < rows; done += UNEMBED_ROWS) {
+    const int64_t n = rows - done < UNEMBED_ROWS ? rows - done : UNEMBED_ROWS;
+    int64_t column = 0;
+    for (int64_t ls = 0; ls < t->num_local_shards; ls++) {
+      const ShardWeights *w = &t->shard_weights[ls];
+      const int64_t vs = range_size(w->slice.vocab);
+      matmul_f32_bf16w(s->logits, w->lm_head, NULL, s->h + done * H, n, vs, H);
+      for (int64_t i = 0; i < n; i++) {
+        memcpy(logits + (done + i) * local_vocab + column, s->logits + i * vs, (size_t)vs * sizeof(float));
+      }
+      column += vs;
     }
-    column += vs;
   }
 }
 

@@ -6,6 +6,7 @@
 #include "model/kernels.h"
 
 #include <assert.h>
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdatomic.h>
@@ -186,10 +187,62 @@ static void matmul_parallel(MatmulRowsFn rows_fn, const MatmulArgs *args) {
   }
 }
 
+/* ---- batches: matrix products on decoded tiles ---- */
+
+/* From MATMUL_GEMM_MIN_TOKENS tokens on, a batch runs as matrix products: tiles of GEMM_TILE_ROWS
+ * weight rows are decoded to fp32 (one small buffer per thread, never the whole matrix) and
+ * multiplied with OpenBLAS sgemm. Tiles are fixed, not per thread, so results do not depend on
+ * the thread count. On a 20b-shaped model (2 threads, 512-token prompt) this took prefill from
+ * ~10 to the tokens/s in BENCHMARKS.md. */
+enum { GEMM_TILE_ROWS = 64 };
+
+/* OpenBLAS must not start threads of its own inside ours. Weak: another BLAS may not have it. */
+extern void openblas_set_num_threads(int num_threads) __attribute__((weak));
+
+typedef void (*DecodeTileRowFn)(const MatmulArgs *a, int64_t row, float *out);
+
+static void decode_bf16_tile_row(const MatmulArgs *a, int64_t row, float *out) {
+  kernels()->decode_bf16(out, (const uint16_t *)a->weights + row * a->cols, a->cols);
+}
+
+static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, float *out) {
+  const int64_t blocks_per_row = a->cols / MXFP4_BLOCK_ELEMS;
+  kernels()->decode_mxfp4(out, (const uint8_t *)a->weights + row * blocks_per_row * MXFP4_BLOCK_BYTES,
+                          a->scales + row * blocks_per_row, a->cols);
+}
+
+static void matmul_gemm_tiles(const MatmulArgs *a, DecodeTileRowFn decode_row) {
+  static atomic_flag blas_configured = ATOMIC_FLAG_INIT;
+  if (!atomic_flag_test_and_set(&blas_configured) && openblas_set_num_threads) openblas_set_num_threads(1);
+  const int64_t num_tiles = (a->rows + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS;
+#pragma omp parallel
+  {
+    float *tile = malloc((size_t)(GEMM_TILE_ROWS * a->cols) * sizeof *tile);
+    assert(tile);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < num_tiles; i++) {
+      const int64_t first = i * GEMM_TILE_ROWS;
+      const int64_t n = a->rows - first < GEMM_TILE_ROWS ? a->rows - first : GEMM_TILE_ROWS;
+      for (int64_t r = 0; r < n; r++) decode_row(a, first + r, tile + r * a->cols);
+      /* Y[:, first .. first+n) = X · tileᵀ */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->num_tokens, (int)n, (int)a->cols, 1.0f, a->x,
+                  (int)a->cols, tile, (int)a->cols, 0.0f, a->y + first, (int)a->rows);
+      for (int64_t t = 0; a->bias && t < a->num_tokens; t++) {
+        for (int64_t r = 0; r < n; r++) a->y[t * a->rows + first + r] += matmul_bias_f32(a, first + r);
+      }
+    }
+    free(tile);
+  }
+}
+
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
-  matmul_parallel(kernels()->rows_f32_bf16w, &args);
+  if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
+    matmul_gemm_tiles(&args, decode_bf16_tile_row);
+  } else {
+    matmul_parallel(kernels()->rows_f32_bf16w, &args);
+  }
 }
 
 void matmul_f32_bf16w_portable(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
@@ -202,7 +255,11 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
                        const float *x, int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,
                            .num_tokens = num_tokens, .rows = rows, .cols = cols};
-  matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
+  if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
+    matmul_gemm_tiles(&args, decode_mxfp4_tile_row);
+  } else {
+    matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
+  }
 }
 
 /* ---- elementwise ---- */

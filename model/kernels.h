@@ -31,6 +31,11 @@ float mxfp4_scale(uint8_t scale_code);
 void mxfp4_decode_row(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
 void bf16_decode_row(float *out, const uint16_t *row, int64_t cols);
 
+/* Batches of at least this many tokens run as matrix products on decoded weight tiles (OpenBLAS
+ * sgemm); smaller ones, and single tokens, stream the packed rows. The two add in different
+ * orders, both within the tests' tolerance of the reference. */
+#define MATMUL_GEMM_MIN_TOKENS 8
+
 /* Y = X·Wᵀ (+ bias when bias != NULL). */
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols);
