@@ -3,6 +3,7 @@
  * shards, then the final norm and the local slice of the unembedding. Runs on every rank. */
 #include "model/forward.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,7 +258,30 @@ static void attend_one_head(float *out, const float *q, const KvRing *ring, int6
   }
 }
 
-/* Attention of one KV group over a chunk of n tokens; writes its partial o_proj (no bias). */
+/* Prefill attention for one KV group: lays out the keys and values any query of the chunk can
+ * see in position order — [keys_begin, p0) from the cache, then the chunk's own — and hands them
+ * to the matrix-product kernel. */
+static void attend_chunk_gemm(Transformer *t, int64_t layer, const KvRing *ring, const uint16_t *sinks, int64_t n) {
+  const GptOssConfig *c = &t->config;
+  const int64_t D = c->head_dim, p0 = t->position;
+  const int64_t window = c->layer_is_sliding[layer] ? c->sliding_window : 0;
+  const int64_t keys_begin = window && p0 >= window ? p0 - window + 1 : 0, num_keys = p0 + n - keys_begin;
+  Scratch *s = &t->scratch;
+  float *keys = malloc((size_t)(num_keys * D) * sizeof *keys), *values = malloc((size_t)(num_keys * D) * sizeof *values);
+  assert(keys && values);
+  for (int64_t j = keys_begin; j < p0; j++) {
+    memcpy(keys + (j - keys_begin) * D, ring->k + (j % ring->capacity) * D, (size_t)D * sizeof(float));
+    memcpy(values + (j - keys_begin) * D, ring->v + (j % ring->capacity) * D, (size_t)D * sizeof(float));
+  }
+  memcpy(keys + (p0 - keys_begin) * D, s->k, (size_t)(n * D) * sizeof(float));
+  memcpy(values + (p0 - keys_begin) * D, s->v, (size_t)(n * D) * sizeof(float));
+  attention_chunk_f32(s->attn, s->q, keys, values, sinks, n, config_q_per_kv(c), D, p0 - keys_begin, window);
+  free(keys);
+  free(values);
+}
+
+/* Attention of one KV group over a chunk of n tokens; writes its partial o_proj (no bias). A
+ * long chunk (prefill) runs as matrix products; a few tokens (decoding) head by head. */
 static void attention_shard(Transformer *t, int64_t local_shard, int64_t layer, int64_t n, float *part) {
   const GptOssConfig *c = &t->config;
   const int64_t H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c), half = D / 2;
@@ -268,13 +292,17 @@ static void attention_shard(Transformer *t, int64_t local_shard, int64_t layer, 
   matmul_f32_bf16w(s->k, w->k_weight, w->k_bias, s->h, n, D, H);
   matmul_f32_bf16w(s->v, w->v_weight, w->v_bias, s->h, n, D, H);
   for (int64_t i = 0; i < n; i++) {
-    const int64_t p = t->position + i;
     rope_apply(s->q + i * G * D, G, half, s->cos + i * half, s->sin + i * half);
     rope_apply(s->k + i * D, 1, half, s->cos + i * half, s->sin + i * half);
+  }
+  if (n >= MATMUL_GEMM_MIN_TOKENS) attend_chunk_gemm(t, layer, ring, w->sinks, n);
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t p = t->position + i;
     /* Write position p before attending from it: on a sliding layer the ring then holds
      * exactly the W most recent keys, p included. */
     memcpy(ring->k + (p % ring->capacity) * D, s->k + i * D, (size_t)D * sizeof(float));
     memcpy(ring->v + (p % ring->capacity) * D, s->v + i * D, (size_t)D * sizeof(float));
+    if (n >= MATMUL_GEMM_MIN_TOKENS) continue;
     const int64_t first = c->layer_is_sliding[layer] && p >= c->sliding_window ? p - c->sliding_window + 1 : 0;
     for (int64_t g = 0; g < G; g++) {
       attend_one_head(s->attn + (i * G + g) * D, s->q + (i * G + g) * D, ring, first, p,

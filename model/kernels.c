@@ -211,9 +211,13 @@ static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, float *out) 
                           a->scales + row * blocks_per_row, a->cols);
 }
 
+static void blas_single_threaded(void) {
+  static atomic_flag configured = ATOMIC_FLAG_INIT;
+  if (!atomic_flag_test_and_set(&configured) && openblas_set_num_threads) openblas_set_num_threads(1);
+}
+
 static void matmul_gemm_tiles(const MatmulArgs *a, DecodeTileRowFn decode_row) {
-  static atomic_flag blas_configured = ATOMIC_FLAG_INIT;
-  if (!atomic_flag_test_and_set(&blas_configured) && openblas_set_num_threads) openblas_set_num_threads(1);
+  blas_single_threaded();
   const int64_t num_tiles = (a->rows + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS;
 #pragma omp parallel
   {
@@ -259,6 +263,56 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
     matmul_gemm_tiles(&args, decode_mxfp4_tile_row);
   } else {
     matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
+  }
+}
+
+/* ---- attention for a chunk of queries ---- */
+
+/* Softmax of one row of scores with the head's sink logit appended; the sink's weight is
+ * dropped. Entries outside [first, last] get weight 0. */
+static void softmax_with_sink(float *row, int64_t num_keys, int64_t first, int64_t last, float sink) {
+  float max_score = sink;
+  for (int64_t j = first; j <= last; j++) max_score = row[j] > max_score ? row[j] : max_score;
+  float denom = expf(sink - max_score);
+  for (int64_t j = first; j <= last; j++) {
+    row[j] = expf(row[j] - max_score);
+    denom += row[j];
+  }
+  for (int64_t j = 0; j < num_keys; j++) row[j] = (j >= first && j <= last) ? row[j] / denom : 0.0f;
+}
+
+enum { ATTENTION_QUERY_BLOCK = 32 };
+
+void attention_chunk_f32(float *out, const float *q, const float *keys, const float *values, const uint16_t *sinks,
+                         int64_t n, int64_t num_heads, int64_t head_dim, int64_t first_query_key, int64_t window) {
+  const int64_t G = num_heads, D = head_dim, num_keys = first_query_key + n;
+  const float scale = 1.0f / sqrtf((float)D);
+  const int64_t num_blocks = (n + ATTENTION_QUERY_BLOCK - 1) / ATTENTION_QUERY_BLOCK;
+  blas_single_threaded();
+#pragma omp parallel
+  {
+    float *scores = malloc((size_t)(ATTENTION_QUERY_BLOCK * G * num_keys) * sizeof *scores);
+    assert(scores);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < num_blocks; b++) {
+      const int64_t i0 = b * ATTENTION_QUERY_BLOCK, len = n - i0 < ATTENTION_QUERY_BLOCK ? n - i0 : ATTENTION_QUERY_BLOCK;
+      /* Keys this block sees: from the first query's window start to its last query. */
+      const int64_t q0 = first_query_key + i0;
+      const int64_t block_lo = window ? (q0 - window + 1 > 0 ? q0 - window + 1 : 0) : 0;
+      const int64_t width = q0 + len - block_lo;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(len * G), (int)width, (int)D, scale, q + i0 * G * D,
+                  (int)D, keys + block_lo * D, (int)D, 0.0f, scores, (int)width);
+      for (int64_t i = 0; i < len; i++) {
+        const int64_t key = q0 + i; /* the query's own position among the keys */
+        const int64_t first = (window && key - window + 1 > 0 ? key - window + 1 : 0) - block_lo;
+        for (int64_t g = 0; g < G; g++) {
+          softmax_with_sink(scores + (i * G + g) * width, width, first, key - block_lo, bf16_to_f32(sinks[g]));
+        }
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(len * G), (int)D, (int)width, 1.0f, scores,
+                  (int)width, values + block_lo * D, (int)D, 0.0f, out + i0 * G * D, (int)D);
+    }
+    free(scores);
   }
 }
 

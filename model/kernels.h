@@ -64,6 +64,14 @@ const char *kernels_isa_name(KernelIsa isa);
 /* Forces an ISA (tests, benchmarks; not while a matmul runs). False if this CPU lacks it. */
 bool kernels_select_isa(KernelIsa isa);
 
+/* Attention of n consecutive query positions, each with num_heads heads sharing one KV head, as
+ * matrix products (prefill). keys/values: [first_query_key + n, head_dim] in position order, key
+ * first_query_key + i being query i's own position. q and out: [n, num_heads, head_dim]. Query
+ * i sees keys up to its own, the last `window` of them (0: all). Scores are scaled by
+ * 1/sqrt(head_dim); each head's sink logit (bf16) joins the softmax and its weight is dropped. */
+void attention_chunk_f32(float *out, const float *q, const float *keys, const float *values, const uint16_t *sinks,
+                         int64_t n, int64_t num_heads, int64_t head_dim, int64_t first_query_key, int64_t window);
+
 /* out = x / sqrt(mean(x²) + eps) · weight, for each of num_tokens rows of n. */
 void rmsnorm_f32_bf16w(float *out, const float *x, const uint16_t *weight, int64_t num_tokens,
                        int64_t n, float eps);

@@ -33,6 +33,7 @@ static const double ROPE_ANGLE_TOL = 1e-6;
 static const double ROPE_APPLY_TOL = 1e-6;
 /* YaRN tables vs a double-precision evaluation of the same formula. */
 static const double ROPE_TABLE_REL_TOL = 4e-7;
+static const double ATTENTION_TOL = 2e-5; /* absolute, outputs are O(1): fp32 sums over up to 110 keys */
 
 /* ---------- helpers ---------- */
 
@@ -630,6 +631,60 @@ static void test_rope_apply(void **state) {
   }
 }
 
+/* ---- attention for a chunk ---- */
+
+/* Straight from the model card, in double: query i (key index first + i) against each visible
+ * key, the sink in the denominator only. */
+static void attention_chunk_ref(double *out, const float *q, const float *keys, const float *values,
+                                const uint16_t *sinks, int64_t n, int64_t G, int64_t D, int64_t first, int64_t window) {
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t self = first + i, lo = window && self - window + 1 > 0 ? self - window + 1 : 0;
+    for (int64_t g = 0; g < G; g++) {
+      const float *qh = q + (i * G + g) * D;
+      double max = bf16_to_f32(sinks[g]), scores[512];
+      for (int64_t j = lo; j <= self; j++) {
+        double dot = 0;
+        for (int64_t d = 0; d < D; d++) dot += (double)qh[d] * keys[j * D + d];
+        scores[j - lo] = dot / sqrt((double)D);
+        max = scores[j - lo] > max ? scores[j - lo] : max;
+      }
+      double denom = exp(bf16_to_f32(sinks[g]) - max);
+      for (int64_t j = lo; j <= self; j++) denom += exp(scores[j - lo] - max);
+      for (int64_t d = 0; d < D; d++) {
+        double acc = 0;
+        for (int64_t j = lo; j <= self; j++) acc += exp(scores[j - lo] - max) / denom * values[j * D + d];
+        out[(i * G + g) * D + d] = acc;
+      }
+    }
+  }
+}
+
+static void test_attention_chunk(void **state) {
+  (void)state;
+  /* n queries after `first` cached keys; windows: none, shorter than the chunk, longer. */
+  const int64_t cases[][5] = {{40, 8, 16, 0, 0}, {40, 8, 16, 13, 0}, {37, 4, 8, 20, 5}, {70, 2, 64, 3, 100}, {9, 1, 8, 0, 8}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    const int64_t n = cases[c][0], G = cases[c][1], D = cases[c][2], first = cases[c][3], window = cases[c][4];
+    const int64_t keys_n = first + n;
+    float *q = malloc((size_t)(n * G * D) * sizeof *q), *k = malloc((size_t)(keys_n * D) * sizeof *k);
+    float *v = malloc((size_t)(keys_n * D) * sizeof *v), *out = malloc((size_t)(n * G * D) * sizeof *out);
+    double *want = malloc((size_t)(n * G * D) * sizeof *want);
+    uint16_t sinks[8];
+    fill_f32(q, n * G * D, 2.0f);
+    fill_f32(k, keys_n * D, 2.0f);
+    fill_f32(v, keys_n * D, 1.0f);
+    fill_bf16(sinks, G, 3.0f);
+    attention_chunk_f32(out, q, k, v, sinks, n, G, D, first, window);
+    attention_chunk_ref(want, q, k, v, sinks, n, G, D, first, window);
+    for (int64_t i = 0; i < n * G * D; i++) assert_close(out[i], want[i], ATTENTION_TOL, "attention_chunk_f32", i);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_e2m1_table),       cmocka_unit_test(test_mxfp4_decode),
@@ -639,6 +694,7 @@ int main(void) {
       cmocka_unit_test(test_topk_softmax),     cmocka_unit_test(test_argmax),
       cmocka_unit_test(test_rope_released_config), cmocka_unit_test(test_rope_tables),
       cmocka_unit_test(test_rope_angles),      cmocka_unit_test(test_rope_apply),
+      cmocka_unit_test(test_attention_chunk),
   };
   print_message("kernels: %s chosen for this CPU\n", kernels_isa_name(kernels_active_isa()));
   return cmocka_run_group_tests(tests, NULL, NULL);
