@@ -187,7 +187,7 @@ static Status parse_reasoning(const char *text, HarmonyReasoning *out) {
 
 /* The prompt as ids: --tokens as given, --raw text as plain text, otherwise a harmony
  * conversation (system, optional developer instructions, the user's message). */
-static Status build_prompt(const Engine *e, const RunOptions *o, const Tokenizer *tok, TokenList *ids) {
+static Status build_prompt(const RunOptions *o, const Tokenizer *tok, TokenList *ids) {
   if (o->raw) return tokenizer_encode_append(tok, o->prompt, strlen(o->prompt), false, ids);
   HarmonySystem system = {.current_date = o->date};
   Status st = parse_reasoning(o->reasoning, &system.reasoning);
@@ -195,7 +195,6 @@ static Status build_prompt(const Engine *e, const RunOptions *o, const Tokenizer
   if (o->system) system.model_identity = o->system;
   HarmonyMessage user = {.role = HARMONY_ROLE_USER, .text = o->prompt};
   HarmonyPrompt prompt = {&system, o->developer, &user, 1};
-  (void)e;
   return harmony_render_prompt(tok, &prompt, ids);
 }
 
@@ -206,7 +205,7 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   Status st = decoder_init(&decoder, e, o);
   const bool text_out = !o->ids;
   if (st == STATUS_OK && (o->prompt || text_out)) st = text_load_tokenizer(e, o->model, &tok);
-  if (st == STATUS_OK && o->prompt) st = build_prompt(e, o, tok, &prompt);
+  if (st == STATUS_OK && o->prompt) st = build_prompt(o, tok, &prompt);
   if (st == STATUS_OK && !o->prompt) {
     for (int64_t i = 0; i < n && st == STATUS_OK; i++) st = token_list_push(&prompt, tokens[i]);
   }
