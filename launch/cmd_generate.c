@@ -331,9 +331,11 @@ static int drive_chat(Engine *e, const RunOptions *o, const int32_t *tokens, int
   const HarmonyPrompt empty = {NULL, NULL, NULL, 0};
   if (st == STATUS_OK) st = harmony_render_prompt(tok, &empty, &suffix);
   if (st == STATUS_OK) st = engine_reset(e);
+  /* mpirun ends the job on SIGINT but forwards SIGUSR1 to every rank: both stop an answer. */
   struct sigaction sa = {.sa_handler = on_interrupt};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
   const bool interactive = isatty(STDIN_FILENO);
   if (interactive && st == STATUS_OK) {
     fprintf(stderr, "gptoss chat: type a message and press Enter; Ctrl-C stops an answer, Ctrl-D ends.\n");
@@ -371,8 +373,9 @@ int cmd_chat(int argc, char **argv) {
       GENERATION_OPTIONS(o),
       {"--ids", OPT_FLAG, &o.ids, "print each answer's token ids on one line instead of its text"},
   };
-  /* Ctrl-C is rank 0's to handle: the other ranks ignore it and follow rank 0's commands. */
+  /* Ctrl-C (and SIGUSR1) are rank 0's to handle: the other ranks ignore them and follow rank 0. */
   signal(SIGINT, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
   return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
                            "gptoss chat --model MODEL [--reasoning low|medium|high] [--developer TEXT]", &o,
                            drive_chat);

@@ -231,6 +231,21 @@ JSON
     "$COMPARE" "$scratch/a.h5" "$scratch/b.h5" --exact
     ! "$COMPARE" "$scratch/a.h5" "$scratch/c.h5" --exact || die "another seed gave the same model"
     ;;
+  chat_interrupt_mpirun)
+    # Under mpirun, SIGUSR1 (which mpirun forwards to every rank) stops the current answer.
+    (sleep 3; printf 'Hi\n'; sleep 5; printf 'again\n'; sleep 1) |
+      timeout 120 "$MPIEXEC" --oversubscribe -np 2 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids \
+      >"$scratch/out" 2>"$scratch/err" &
+    job=$!
+    sleep 5
+    kill -USR1 "$(pgrep -f "^$MPIEXEC .*chat --model $SMALL_MODEL" | head -1)"
+    status=0
+    wait "$job" || status=$?
+    cat "$scratch/err"
+    [[ $status -eq 0 ]] || die "the job exited with $status"
+    counts=$(awk '{print NF}' "$scratch/out" | tr '\n' ' ')
+    [[ "$counts" =~ ^[0-9]+\ 400\ $ && ${counts%% *} -lt 400 ]] || die "answer lengths '$counts': want an interrupted one, then 400"
+    ;;
   bench_json)
     out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
     echo "$out"
