@@ -121,12 +121,10 @@ static const KernelTable KERNELS_PORTABLE = {
 };
 
 #if GPTOSS_HAVE_AVX2_KERNELS
-/* The AVX2 matmuls never expand a whole MXFP4 row in natural order, so the public decode stays
- * portable (it is exact either way). */
 static const KernelTable KERNELS_AVX2 = {
     .isa = KERNEL_ISA_AVX2,
     .decode_bf16 = bf16_decode_row_avx2,
-    .decode_mxfp4 = mxfp4_decode_row_portable,
+    .decode_mxfp4 = mxfp4_decode_row_avx2,
     .rows_f32_bf16w = matmul_rows_f32_bf16w_avx2,
     .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
 };

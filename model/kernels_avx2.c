@@ -152,6 +152,30 @@ static const int8_t PAIR_ELEMENT[PAIR_VECTORS][4] = {
 static const uint32_t MXFP4_SCALE_BITS[256] = {SCALE_BITS64(0), SCALE_BITS64(64), SCALE_BITS64(128),
                                                SCALE_BITS64(192)};
 
+/* A whole MXFP4 row into fp32 in natural order (prefill decodes weight tiles for sgemm): the
+ * nibbles of a block's 16 bytes are split and interleaved back into element order (element 2i =
+ * low nibble of byte i), each code's magnitude looked up in an 8-lane table, its sign bit set
+ * from bit 3, and the block scaled. Exact, like the portable decode (same bits, -0 included). */
+AVX2_FN void mxfp4_decode_row_avx2(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols) {
+  const __m256 magnitudes = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+  const __m128i nibble = _mm_set1_epi8(0x0F);
+  const __m256i sign_bit = _mm256_set1_epi32(8);
+  for (int64_t b = 0; b < cols / BLOCK; b++) {
+    const __m128i bytes = _mm_loadu_si128((const __m128i *)(blocks + b * MXFP4_BLOCK_BYTES));
+    const __m128i low = _mm_and_si128(bytes, nibble), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble);
+    const __m128i codes[2] = {_mm_unpacklo_epi8(low, high), _mm_unpackhi_epi8(low, high)};
+    const __m256 scale = _mm256_castsi256_ps(_mm256_set1_epi32((int)MXFP4_SCALE_BITS[scales[b]]));
+    for (int g = 0; g < BLOCK / LANES; g++) {
+      const __m128i eight = g % 2 ? _mm_srli_si128(codes[g / 2], 8) : codes[g / 2];
+      const __m256i code = _mm256_cvtepu8_epi32(eight);
+      const __m256 magnitude = _mm256_permutevar8x32_ps(magnitudes, code);
+      const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, sign_bit), 28);
+      const __m256 value = _mm256_xor_ps(magnitude, _mm256_castsi256_ps(sign));
+      _mm256_storeu_ps(out + b * BLOCK + g * LANES, _mm256_mul_ps(value, scale));
+    }
+  }
+}
+
 static int64_t mxfp4_padded_cols(int64_t cols) { return (cols + PAIR - 1) / PAIR * PAIR; }
 
 /* xp[64k + 8v + 4h + l] = x[64k + 32h + PAIR_ELEMENT[v][l]], zero past cols. */
