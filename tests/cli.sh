@@ -17,7 +17,7 @@ die() { echo "FAIL: $*" >&2; exit 1; }
 # run NP ARGS...: gptoss under mpirun, with a deadline so a hang fails the test.
 run() {
   local np=$1; shift
-  timeout 120 "$MPIEXEC" --oversubscribe -np "$np" "$GPTOSS" "$@"
+  timeout 240 "$MPIEXEC" --oversubscribe -np "$np" "$GPTOSS" "$@"
 }
 
 # expect_failure PATTERN COUNT NP ARGS...: non-zero exit, not a timeout, PATTERN printed COUNT
@@ -192,7 +192,7 @@ JSON
     # Without mpirun, Ctrl-C (SIGINT) stops the current answer, not the job: the next turn runs
     # to its token limit and end of input ends the job with status 0.
     (sleep 2; printf 'Hi\n'; sleep 4; printf 'again\n'; sleep 1) |
-      timeout 120 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids >"$scratch/out" 2>"$scratch/err" &
+      timeout 280 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids >"$scratch/out" 2>"$scratch/err" &
     job=$!
     sleep 4
     pkill -INT -f "^$GPTOSS chat --model $SMALL_MODEL"
@@ -234,7 +234,7 @@ JSON
   chat_interrupt_mpirun)
     # Under mpirun, SIGUSR1 (which mpirun forwards to every rank) stops the current answer.
     (sleep 3; printf 'Hi\n'; sleep 5; printf 'again\n'; sleep 1) |
-      timeout 120 "$MPIEXEC" --oversubscribe -np 2 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids \
+      timeout 280 "$MPIEXEC" --oversubscribe -np 2 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids \
       >"$scratch/out" 2>"$scratch/err" &
     job=$!
     sleep 5
