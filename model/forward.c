@@ -232,56 +232,49 @@ static Status embed(Transformer *t, const int32_t *tokens, int64_t n, const Shar
   return reduce_shards(t, reducer, s->parts, n * H, s->x);
 }
 
-/* Softmax over the visible keys plus the head's sink logit, whose weight is then dropped (the
- * sink has no value vector): out = Σ_j softmax_j · v_j. */
-static void attend_one_head(float *out, const float *q, const KvRing *ring, int64_t first, int64_t last,
-                            float sink, int64_t D, float *scores) {
-  const float scale = 1.0f / sqrtf((float)D);
-  float max_score = sink;
-  for (int64_t j = first; j <= last; j++) {
-    const float *k = ring->k + (j % ring->capacity) * D;
-    float dot = 0.0f;
-    for (int64_t d = 0; d < D; d++) dot += q[d] * k[d];
-    scores[j - first] = dot * scale;
-    if (scores[j - first] > max_score) max_score = scores[j - first];
-  }
-  float denom = expf(sink - max_score);
-  for (int64_t j = first; j <= last; j++) {
-    scores[j - first] = expf(scores[j - first] - max_score);
-    denom += scores[j - first];
-  }
-  memset(out, 0, (size_t)D * sizeof *out);
-  for (int64_t j = first; j <= last; j++) {
-    const float *v = ring->v + (j % ring->capacity) * D;
-    const float w = scores[j - first] / denom;
-    for (int64_t d = 0; d < D; d++) out[d] += w * v[d];
-  }
-}
-
-/* Prefill attention for one KV group: lays out the keys and values any query of the chunk can
- * see in position order — [keys_begin, p0) from the cache, then the chunk's own — and hands them
- * to the matrix-product kernel. */
-static void attend_chunk_gemm(Transformer *t, int64_t layer, const KvRing *ring, const uint16_t *sinks, int64_t n) {
+/* Attention of the chunk's n positions for one KV group, with the matrix-product kernel
+ * (kernels.h: causal, the sliding window, the sink in the softmax, scale 1/sqrt(D)). It needs the
+ * keys and values in position order, from the first key any query of the chunk sees (the
+ * window's start for position p0 on a sliding layer, else 0) to the chunk's last position.
+ *
+ * A ring as long as the context holds position j at index j: the chunk is written first and
+ * attended in place. A window ring (capacity W < context) cannot take the whole chunk before
+ * attending: position p0+i would overwrite p0+i−W, which the chunk's earlier queries still see.
+ * So its keys are gathered — the cached [keys_begin, p0) from the ring, then the chunk's own from
+ * s->k / s->v — and the chunk is written to the ring afterwards (it keeps the last W). */
+static void attend_chunk(Transformer *t, int64_t layer, KvRing *ring, const uint16_t *sinks, int64_t n) {
   const GptOssConfig *c = &t->config;
-  const int64_t D = c->head_dim, p0 = t->position;
+  const int64_t D = c->head_dim, G = config_q_per_kv(c), p0 = t->position;
   const int64_t window = c->layer_is_sliding[layer] ? c->sliding_window : 0;
   const int64_t keys_begin = window && p0 >= window ? p0 - window + 1 : 0, num_keys = p0 + n - keys_begin;
+  const size_t row_bytes = (size_t)D * sizeof(float);
   Scratch *s = &t->scratch;
-  float *keys = malloc((size_t)(num_keys * D) * sizeof *keys), *values = malloc((size_t)(num_keys * D) * sizeof *values);
+  if (!ring_is_window(t, ring)) {
+    memcpy(ring->k + p0 * D, s->k, (size_t)n * row_bytes);
+    memcpy(ring->v + p0 * D, s->v, (size_t)n * row_bytes);
+    attention_chunk_f32(s->attn, s->q, ring->k + keys_begin * D, ring->v + keys_begin * D, sinks, n, G, D,
+                        p0 - keys_begin, window);
+    return;
+  }
+  float *keys = malloc((size_t)num_keys * row_bytes), *values = malloc((size_t)num_keys * row_bytes);
   assert(keys && values);
   for (int64_t j = keys_begin; j < p0; j++) {
-    memcpy(keys + (j - keys_begin) * D, ring->k + (j % ring->capacity) * D, (size_t)D * sizeof(float));
-    memcpy(values + (j - keys_begin) * D, ring->v + (j % ring->capacity) * D, (size_t)D * sizeof(float));
+    memcpy(keys + (j - keys_begin) * D, ring->k + (j % ring->capacity) * D, row_bytes);
+    memcpy(values + (j - keys_begin) * D, ring->v + (j % ring->capacity) * D, row_bytes);
   }
-  memcpy(keys + (p0 - keys_begin) * D, s->k, (size_t)(n * D) * sizeof(float));
-  memcpy(values + (p0 - keys_begin) * D, s->v, (size_t)(n * D) * sizeof(float));
-  attention_chunk_f32(s->attn, s->q, keys, values, sinks, n, config_q_per_kv(c), D, p0 - keys_begin, window);
+  memcpy(keys + (p0 - keys_begin) * D, s->k, (size_t)n * row_bytes);
+  memcpy(values + (p0 - keys_begin) * D, s->v, (size_t)n * row_bytes);
+  attention_chunk_f32(s->attn, s->q, keys, values, sinks, n, G, D, p0 - keys_begin, window);
+  for (int64_t i = n > ring->capacity ? n - ring->capacity : 0; i < n; i++) {
+    memcpy(ring->k + ((p0 + i) % ring->capacity) * D, s->k + i * D, row_bytes);
+    memcpy(ring->v + ((p0 + i) % ring->capacity) * D, s->v + i * D, row_bytes);
+  }
   free(keys);
   free(values);
 }
 
-/* Attention of one KV group over a chunk of n tokens; writes its partial o_proj (no bias). A
- * long chunk (prefill) runs as matrix products; a few tokens (decoding) head by head. */
+/* Attention of one KV group over a chunk of n tokens (any n: a prompt chunk or one decoded
+ * token); writes its partial o_proj (no bias). */
 static void attention_shard(Transformer *t, int64_t local_shard, int64_t layer, int64_t n, float *part) {
   const GptOssConfig *c = &t->config;
   const int64_t H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c), half = D / 2;
@@ -295,20 +288,7 @@ static void attention_shard(Transformer *t, int64_t local_shard, int64_t layer, 
     rope_apply(s->q + i * G * D, G, half, s->cos + i * half, s->sin + i * half);
     rope_apply(s->k + i * D, 1, half, s->cos + i * half, s->sin + i * half);
   }
-  if (n >= MATMUL_GEMM_MIN_TOKENS) attend_chunk_gemm(t, layer, ring, w->sinks, n);
-  for (int64_t i = 0; i < n; i++) {
-    const int64_t p = t->position + i;
-    /* Write position p before attending from it: on a sliding layer the ring then holds
-     * exactly the W most recent keys, p included. */
-    memcpy(ring->k + (p % ring->capacity) * D, s->k + i * D, (size_t)D * sizeof(float));
-    memcpy(ring->v + (p % ring->capacity) * D, s->v + i * D, (size_t)D * sizeof(float));
-    if (n >= MATMUL_GEMM_MIN_TOKENS) continue;
-    const int64_t first = c->layer_is_sliding[layer] && p >= c->sliding_window ? p - c->sliding_window + 1 : 0;
-    for (int64_t g = 0; g < G; g++) {
-      attend_one_head(s->attn + (i * G + g) * D, s->q + (i * G + g) * D, ring, first, p,
-                      bf16_to_f32(w->sinks[g]), D, s->scores);
-    }
-  }
+  attend_chunk(t, layer, ring, w->sinks, n);
   matmul_f32_bf16w(part, w->o_weight, NULL, s->attn, n, H, G * D);
 }
 

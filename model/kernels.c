@@ -1,17 +1,18 @@
 /* Kernels for the forward pass (see kernels.h). The engine's matmuls read the packed weights once
- * per call: each row is decoded once and reused for every token of the batch (or, for a single
- * token, streamed straight into the dot product where the ISA has such a loop). Rows are split
- * across OpenMP threads. The inner loops come from one table per ISA — portable C here, AVX2 in
- * kernels_avx2.c — chosen once, at first use. */
+ * per call. A few tokens (decode) run row by row: each row is decoded once and reused for every
+ * token (or, for a single token, streamed straight into the dot product where the ISA has such a
+ * loop), rows split across OpenMP threads. Batches of MATMUL_GEMM_MIN_TOKENS or more run as matrix
+ * products on decoded tiles (kernels_gemm.c). The inner loops come from one table per ISA —
+ * portable C here, AVX2 in kernels_avx2.c — chosen once, at first use. */
 #include "model/kernels.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "model/kernels_gemm.h"
 #include "model/kernels_isa.h"
 
 const float MXFP4_VALUES[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,
@@ -185,19 +186,7 @@ static void matmul_parallel(MatmulRowsFn rows_fn, const MatmulArgs *args) {
   }
 }
 
-/* ---- batches: matrix products on decoded tiles ---- */
-
-/* From MATMUL_GEMM_MIN_TOKENS tokens on, a batch runs as matrix products: tiles of GEMM_TILE_ROWS
- * weight rows are decoded to fp32 (one small buffer per thread, never the whole matrix) and
- * multiplied with OpenBLAS sgemm. Tiles are fixed, not per thread, so results do not depend on
- * the thread count. On a 20b-shaped model (2 threads, 512-token prompt) this took prefill from
- * ~10 to the tokens/s in BENCHMARKS.md. */
-enum { GEMM_TILE_ROWS = 64 };
-
-/* OpenBLAS must not start threads of its own inside ours. Weak: another BLAS may not have it. */
-extern void openblas_set_num_threads(int num_threads) __attribute__((weak));
-
-typedef void (*DecodeTileRowFn)(const MatmulArgs *a, int64_t row, float *out);
+/* ---- batches: matrix products on decoded tiles (kernels_gemm.c) ---- */
 
 static void decode_bf16_tile_row(const MatmulArgs *a, int64_t row, float *out) {
   kernels()->decode_bf16(out, (const uint16_t *)a->weights + row * a->cols, a->cols);
@@ -209,39 +198,11 @@ static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, float *out) 
                           a->scales + row * blocks_per_row, a->cols);
 }
 
-static void blas_single_threaded(void) {
-  static atomic_flag configured = ATOMIC_FLAG_INIT;
-  if (!atomic_flag_test_and_set(&configured) && openblas_set_num_threads) openblas_set_num_threads(1);
-}
-
-static void matmul_gemm_tiles(const MatmulArgs *a, DecodeTileRowFn decode_row) {
-  blas_single_threaded();
-  const int64_t num_tiles = (a->rows + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS;
-#pragma omp parallel
-  {
-    float *tile = malloc((size_t)(GEMM_TILE_ROWS * a->cols) * sizeof *tile);
-    assert(tile);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < num_tiles; i++) {
-      const int64_t first = i * GEMM_TILE_ROWS;
-      const int64_t n = a->rows - first < GEMM_TILE_ROWS ? a->rows - first : GEMM_TILE_ROWS;
-      for (int64_t r = 0; r < n; r++) decode_row(a, first + r, tile + r * a->cols);
-      /* Y[:, first .. first+n) = X · tileᵀ */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->num_tokens, (int)n, (int)a->cols, 1.0f, a->x,
-                  (int)a->cols, tile, (int)a->cols, 0.0f, a->y + first, (int)a->rows);
-      for (int64_t t = 0; a->bias && t < a->num_tokens; t++) {
-        for (int64_t r = 0; r < n; r++) a->y[t * a->rows + first + r] += matmul_bias_f32(a, first + r);
-      }
-    }
-    free(tile);
-  }
-}
-
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
   if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
-    matmul_gemm_tiles(&args, decode_bf16_tile_row);
+    matmul_gemm_f32(&args, decode_bf16_tile_row);
   } else {
     matmul_parallel(kernels()->rows_f32_bf16w, &args);
   }
@@ -258,59 +219,9 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
   const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,
                            .num_tokens = num_tokens, .rows = rows, .cols = cols};
   if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
-    matmul_gemm_tiles(&args, decode_mxfp4_tile_row);
+    matmul_gemm_f32(&args, decode_mxfp4_tile_row);
   } else {
     matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
-  }
-}
-
-/* ---- attention for a chunk of queries ---- */
-
-/* Softmax of one row of scores with the head's sink logit appended; the sink's weight is
- * dropped. Entries outside [first, last] get weight 0. */
-static void softmax_with_sink(float *row, int64_t num_keys, int64_t first, int64_t last, float sink) {
-  float max_score = sink;
-  for (int64_t j = first; j <= last; j++) max_score = row[j] > max_score ? row[j] : max_score;
-  float denom = expf(sink - max_score);
-  for (int64_t j = first; j <= last; j++) {
-    row[j] = expf(row[j] - max_score);
-    denom += row[j];
-  }
-  for (int64_t j = 0; j < num_keys; j++) row[j] = (j >= first && j <= last) ? row[j] / denom : 0.0f;
-}
-
-enum { ATTENTION_QUERY_BLOCK = 32 };
-
-void attention_chunk_f32(float *out, const float *q, const float *keys, const float *values, const uint16_t *sinks,
-                         int64_t n, int64_t num_heads, int64_t head_dim, int64_t first_query_key, int64_t window) {
-  const int64_t G = num_heads, D = head_dim, num_keys = first_query_key + n;
-  const float scale = 1.0f / sqrtf((float)D);
-  const int64_t num_blocks = (n + ATTENTION_QUERY_BLOCK - 1) / ATTENTION_QUERY_BLOCK;
-  blas_single_threaded();
-#pragma omp parallel
-  {
-    float *scores = malloc((size_t)(ATTENTION_QUERY_BLOCK * G * num_keys) * sizeof *scores);
-    assert(scores);
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < num_blocks; b++) {
-      const int64_t i0 = b * ATTENTION_QUERY_BLOCK, len = n - i0 < ATTENTION_QUERY_BLOCK ? n - i0 : ATTENTION_QUERY_BLOCK;
-      /* Keys this block sees: from the first query's window start to its last query. */
-      const int64_t q0 = first_query_key + i0;
-      const int64_t block_lo = window ? (q0 - window + 1 > 0 ? q0 - window + 1 : 0) : 0;
-      const int64_t width = q0 + len - block_lo;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(len * G), (int)width, (int)D, scale, q + i0 * G * D,
-                  (int)D, keys + block_lo * D, (int)D, 0.0f, scores, (int)width);
-      for (int64_t i = 0; i < len; i++) {
-        const int64_t key = q0 + i; /* the query's own position among the keys */
-        const int64_t first = (window && key - window + 1 > 0 ? key - window + 1 : 0) - block_lo;
-        for (int64_t g = 0; g < G; g++) {
-          softmax_with_sink(scores + (i * G + g) * width, width, first, key - block_lo, bf16_to_f32(sinks[g]));
-        }
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(len * G), (int)D, (int)width, 1.0f, scores,
-                  (int)width, values + block_lo * D, (int)D, 0.0f, out + i0 * G * D, (int)D);
-    }
-    free(scores);
   }
 }
 

@@ -1,16 +1,24 @@
-/* Benchmark (not a test): how close the single-token matmuls come to the memory bandwidth.
+/* Benchmark (not a test): how close the single-token matmuls come to the memory bandwidth, and
+ * (--batch) how close the batched ones come to the compute bound.
  *
  * Decode reads every weight once per token, so the figure of merit is GB/s of packed weight bytes
  * read, next to what a plain streaming read of memory achieves. "cold" rotates through enough
  * copies of the matrix (--footprint-mb, default 1024) that the weights come from DRAM and not
  * from the last-level cache, as in a real forward pass; "hot" repeats one matrix, which shows the
- * kernel's compute ceiling. Usage: bench_kernels [--threads N] [--footprint-mb MB] [--reps R] */
+ * kernel's compute ceiling.
+ *
+ * Prefill is compute-bound, so --batch gives GFLOP/s of the engine's matmuls and chunk attention
+ * at the shapes a 20b prefill runs (512-token chunk; ~64 tokens per expert), next to one plain
+ * cblas_sgemm of the same shape on weights already in fp32 with OpenBLAS on the same number of
+ * threads: that is the bound. Times are the best of --reps, wall clock; on a shared machine run
+ * it twice and compare the ratios. Usage: bench_kernels [--batch] [--threads N] [--footprint-mb MB] [--reps R] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
 #include <omp.h>
 
 #include "model/kernels.h"
@@ -19,6 +27,7 @@ typedef struct {
   int threads;
   size_t footprint_bytes;
   int reps;
+  int batch;
 } BenchOptions;
 
 static double now_seconds(void) {
@@ -134,14 +143,185 @@ static void print_matvec(const MatvecShape *s, const MatvecResult *r, double mem
   }
 }
 
+/* ---- batches (prefill): GFLOP/s against a plain sgemm of the same shape ---- */
+
+/* OpenBLAS's own threads, for the plain sgemm only: the engine expects 1 (kernels_gemm.c). */
+extern void openblas_set_num_threads(int num_threads) __attribute__((weak));
+
+static void blas_threads(int n) {
+  if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
+typedef struct {
+  const char *name;
+  int64_t num_tokens, rows, cols;
+  int is_mxfp4;
+} BatchShape;
+
+typedef struct {
+  const BatchShape *shape;
+  const uint8_t *weights; /* bf16, or MXFP4 blocks then scales */
+  const float *w_f32, *x; /* decoded weights [rows, cols]; x [num_tokens, cols] */
+  float *y;
+} BatchData;
+
+static void run_engine_batch(const void *data) {
+  const BatchData *d = data;
+  const BatchShape *s = d->shape;
+  if (s->is_mxfp4) {
+    matmul_f32_mxfp4w(d->y, d->weights, d->weights + s->rows * s->cols / 2, NULL, d->x, s->num_tokens, s->rows, s->cols);
+  } else {
+    matmul_f32_bf16w(d->y, (const uint16_t *)d->weights, NULL, d->x, s->num_tokens, s->rows, s->cols);
+  }
+}
+
+static void run_plain_sgemm(const void *data) {
+  const BatchData *d = data;
+  const BatchShape *s = d->shape;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->num_tokens, (int)s->rows, (int)s->cols, 1.0f, d->x,
+              (int)s->cols, d->w_f32, (int)s->cols, 0.0f, d->y, (int)s->rows);
+}
+
+typedef void (*BenchFn)(const void *data);
+
+static double best_seconds(BenchFn fn, const void *data, int reps) {
+  double best = 1e30;
+  fn(data); /* warm up threads, code and caches */
+  for (int rep = 0; rep < reps; rep++) {
+    const double t0 = now_seconds();
+    fn(data);
+    const double seconds = now_seconds() - t0;
+    if (seconds < best) best = seconds;
+  }
+  return best;
+}
+
+/* Weights with ordinary values (scale codes 120..131; bf16 exponents near 1), decoded once for
+ * the plain sgemm. */
+static void fill_batch_weights(const BatchShape *s, uint8_t *weights, float *w_f32) {
+  const int64_t blocks_per_row = s->cols / MXFP4_BLOCK_ELEMS;
+  if (s->is_mxfp4) {
+    uint8_t *scales = weights + s->rows * s->cols / 2;
+    for (int64_t i = 0; i < s->rows * blocks_per_row; i++) scales[i] = (uint8_t)(120 + i % 12);
+    for (int64_t r = 0; r < s->rows; r++) {
+      mxfp4_decode_row(w_f32 + r * s->cols, weights + r * blocks_per_row * MXFP4_BLOCK_BYTES, scales + r * blocks_per_row,
+                       s->cols);
+    }
+  } else {
+    uint16_t *w = (uint16_t *)weights;
+    for (int64_t i = 0; i < s->rows * s->cols; i++) w[i] = (uint16_t)(0x3E00 + (w[i] & 0x3FF));
+    bf16_decode_row(w_f32, w, s->rows * s->cols);
+  }
+}
+
+static void bench_batch(const BatchShape *s, const BenchOptions *o) {
+  const size_t weight_bytes = s->is_mxfp4 ? (size_t)(s->rows * s->cols / 2 + s->rows * s->cols / MXFP4_BLOCK_ELEMS)
+                                          : (size_t)(s->rows * s->cols * 2);
+  uint8_t *weights = alloc_filled(weight_bytes, 7);
+  float *w_f32 = alloc_filled((size_t)(s->rows * s->cols) * sizeof(float), 0);
+  float *x = alloc_filled((size_t)(s->num_tokens * s->cols) * sizeof(float), 0);
+  float *y = alloc_filled((size_t)(s->num_tokens * s->rows) * sizeof(float), 0);
+  fill_batch_weights(s, weights, w_f32);
+  for (int64_t i = 0; i < s->num_tokens * s->cols; i++) x[i] = (float)(i % 7) - 3.0f;
+  const BatchData d = {s, weights, w_f32, x, y};
+  const double engine = best_seconds(run_engine_batch, &d, o->reps);
+  blas_threads(o->threads);
+  const double plain = best_seconds(run_plain_sgemm, &d, o->reps);
+  blas_threads(1);
+  const double gflop = 2.0 * (double)s->num_tokens * (double)s->rows * (double)s->cols / 1e9;
+  printf("%-34s %8.2f ms %7.1f GFLOP/s   plain sgemm %7.1f GFLOP/s   %5.2f of it\n", s->name, engine * 1e3,
+         gflop / engine, gflop / plain, plain / engine);
+  free(weights), free(w_f32), free(x), free(y);
+}
+
+typedef struct {
+  const char *name;
+  int64_t n, num_heads, head_dim, first_query_key, window;
+} AttentionShape;
+
+typedef struct {
+  const AttentionShape *shape;
+  const float *q, *keys, *values;
+  float *out, *scores;
+  const uint16_t *sinks;
+} AttentionData;
+
+static void run_engine_attention(const void *data) {
+  const AttentionData *a = data;
+  const AttentionShape *s = a->shape;
+  attention_chunk_f32(a->out, a->q, a->keys, a->values, a->sinks, s->n, s->num_heads, s->head_dim, s->first_query_key,
+                      s->window);
+}
+
+/* The same two products over every key, without the mask or the softmax: the bound. */
+static void run_plain_attention(const void *data) {
+  const AttentionData *a = data;
+  const AttentionShape *s = a->shape;
+  const int m = (int)(s->n * s->num_heads), keys = (int)(s->first_query_key + s->n), dim = (int)s->head_dim;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, dim, 1.0f, a->q, dim, a->keys, dim, 0.0f, a->scores, keys);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dim, keys, 1.0f, a->scores, keys, a->values, dim, 0.0f,
+              a->out, dim);
+}
+
+/* GFLOP of the products the engine must do: each query against the keys it sees. */
+static double attention_gflop(const AttentionShape *s) {
+  double flop = 0.0;
+  for (int64_t i = 0; i < s->n; i++) {
+    const int64_t self = s->first_query_key + i, lo = s->window && self - s->window + 1 > 0 ? self - s->window + 1 : 0;
+    flop += 4.0 * (double)(s->num_heads * s->head_dim * (self - lo + 1));
+  }
+  return flop / 1e9;
+}
+
+static void bench_attention(const AttentionShape *s, const BenchOptions *o) {
+  const int64_t keys = s->first_query_key + s->n, rows = s->n * s->num_heads, dim = s->head_dim;
+  float *q = alloc_filled((size_t)(rows * dim) * sizeof(float), 0), *k = alloc_filled((size_t)(keys * dim) * sizeof(float), 0);
+  float *v = alloc_filled((size_t)(keys * dim) * sizeof(float), 0), *out = alloc_filled((size_t)(rows * dim) * sizeof(float), 0);
+  float *scores = alloc_filled((size_t)(rows * keys) * sizeof(float), 0);
+  uint16_t sinks[64];
+  for (int64_t i = 0; i < rows * dim; i++) q[i] = (float)(i % 17) * 0.05f - 0.4f;
+  for (int64_t i = 0; i < keys * dim; i++) k[i] = (float)(i % 13) * 0.05f - 0.3f, v[i] = (float)(i % 11) * 0.1f - 0.5f;
+  for (int i = 0; i < 64; i++) sinks[i] = 0x3F80; /* 1.0 */
+  const AttentionData a = {s, q, k, v, out, scores, sinks};
+  const double engine = best_seconds(run_engine_attention, &a, o->reps);
+  blas_threads(o->threads);
+  const double plain = best_seconds(run_plain_attention, &a, o->reps);
+  blas_threads(1);
+  const double plain_gflop = 4.0 * (double)(rows * keys * dim) / 1e9;
+  printf("%-34s %8.2f ms %7.1f GFLOP/s   plain sgemm %7.1f GFLOP/s (all keys: %.2f ms)\n", s->name, engine * 1e3,
+         attention_gflop(s) / engine, plain_gflop / plain, plain * 1e3);
+  free(q), free(k), free(v), free(out), free(scores);
+}
+
+static void bench_batches(const BenchOptions *o) {
+  /* Per KV group of 20b: q 512 rows, k/v 64, o_proj 2880 x 512; experts 5760/2880 x 2880. */
+  static const BatchShape shapes[] = {
+      {"bf16 q     512 x 512x2880", 512, 512, 2880, 0},  {"bf16 k/v   512 x 64x2880", 512, 64, 2880, 0},
+      {"bf16 o     512 x 2880x512", 512, 2880, 512, 0},  {"mxfp4 up    64 x 5760x2880", 64, 5760, 2880, 1},
+      {"mxfp4 down  64 x 2880x2880", 64, 2880, 2880, 1}, {"mxfp4 up    16 x 5760x2880", 16, 5760, 2880, 1},
+      {"mxfp4 up     8 x 5760x2880", 8, 5760, 2880, 1},  {"mxfp4 up     7 x 5760x2880 (rows)", 7, 5760, 2880, 1},
+      {"mxfp4 up     4 x 5760x2880 (rows)", 4, 5760, 2880, 1},
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_batch(&shapes[i], o);
+  static const AttentionShape attention[] = {
+      {"attention 512 q, 8 heads, causal", 512, 8, 64, 0, 0},
+      {"attention 512 q, window 128", 512, 8, 64, 0, 128},
+      {"attention 512 q after 3584 keys", 512, 8, 64, 3584, 0},
+  };
+  for (size_t i = 0; i < sizeof attention / sizeof attention[0]; i++) bench_attention(&attention[i], o);
+}
+
 static BenchOptions parse_options(int argc, char **argv) {
-  BenchOptions o = {.threads = 1, .footprint_bytes = (size_t)1024 << 20, .reps = 5};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--threads") == 0) o.threads = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--footprint-mb") == 0) o.footprint_bytes = (size_t)atol(argv[i + 1]) << 20;
-    else if (strcmp(argv[i], "--reps") == 0) o.reps = atoi(argv[i + 1]);
+  BenchOptions o = {.threads = 1, .footprint_bytes = (size_t)1024 << 20, .reps = 5, .batch = 0};
+  for (int i = 1; i < argc; i += 2) {
+    if (strcmp(argv[i], "--batch") == 0) {
+      o.batch = 1;
+      i--; /* takes no value */
+    } else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) o.threads = atoi(argv[i + 1]);
+    else if (i + 1 < argc && strcmp(argv[i], "--footprint-mb") == 0) o.footprint_bytes = (size_t)atol(argv[i + 1]) << 20;
+    else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) o.reps = atoi(argv[i + 1]);
     else {
-      fprintf(stderr, "usage: %s [--threads N] [--footprint-mb MB] [--reps R]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--batch] [--threads N] [--footprint-mb MB] [--reps R]\n", argv[0]);
       exit(2);
     }
   }
@@ -156,6 +336,11 @@ int main(int argc, char **argv) {
   const BenchOptions o = parse_options(argc, argv);
   omp_set_num_threads(o.threads);
   const KernelIsa chosen = kernels_active_isa();
+  if (o.batch) {
+    printf("threads %d, best of %d; engine picks: %s\n", o.threads, o.reps, kernels_isa_name(chosen));
+    bench_batches(&o);
+    return 0;
+  }
   printf("threads %d, footprint %zu MB, best of %d; engine picks: %s\n", o.threads, o.footprint_bytes >> 20, o.reps,
          kernels_isa_name(chosen));
   /* The machine may be shared: measure memory before and after, and compare with the better. */

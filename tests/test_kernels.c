@@ -33,7 +33,11 @@ static const double ROPE_ANGLE_TOL = 1e-6;
 static const double ROPE_APPLY_TOL = 1e-6;
 /* YaRN tables vs a double-precision evaluation of the same formula. */
 static const double ROPE_TABLE_REL_TOL = 4e-7;
-static const double ATTENTION_TOL = 2e-5; /* absolute, outputs are O(1): fp32 sums over up to 110 keys */
+static const double ATTENTION_TOL = 2e-5; /* absolute, outputs are O(1): fp32 sums over up to 433 keys */
+/* One softmax weight against double: the kernel's own exp (1.3 ulps), the sink's expf, the sum,
+ * the reciprocal and the product each round once. Weights below e^-87 may be flushed to 0. */
+static const double ATTENTION_WEIGHT_REL_TOL = 4.0 * 0x1p-24;
+static const double ATTENTION_WEIGHT_FLUSH = 2e-38;
 
 /* ---------- helpers ---------- */
 
@@ -194,15 +198,20 @@ typedef struct {
 } Shape;
 
 /* num_tokens 1 and > 1; rows that are not multiples of 8 (or of the thread count); cols with
- * odd block counts (2880 = 90 blocks, 96 = 3) and, for bf16, cols that are not multiples of 32. */
+ * odd block counts (2880 = 90 blocks, 96 = 3) and, for bf16, cols that are not multiples of 32.
+ * The batches of MATMUL_GEMM_MIN_TOKENS or more (matrix products on decoded tiles) include
+ * several row tiles with a ragged last one (128-row tiles at 2880 columns; narrower ones at 8192),
+ * several token blocks of 256 with a ragged last one, and enough tiles (13, 14) that 1-3 threads
+ * take them dynamically as well as few enough that they split them statically. */
 static const Shape MXFP4_SHAPES[] = {
     {1, 1, 32, 0},   {1, 7, 64, 1},    {1, 13, 96, 1},  {3, 13, 96, 0},   {2, 5, 32, 1},
-    {5, 33, 320, 1}, {1, 67, 2880, 1}, {4, 19, 2880, 0}, {17, 9, 160, 1},
+    {5, 33, 320, 1}, {1, 67, 2880, 1}, {4, 19, 2880, 0}, {17, 9, 160, 1}, {8, 3, 96, 0},
+    {70, 300, 2880, 1}, {300, 20, 96, 1}, {12, 1700, 2880, 0},
 };
 static const Shape BF16_SHAPES[] = {
     {1, 1, 1, 0},     {1, 3, 7, 1},      {2, 5, 8, 0},      {1, 9, 33, 1},    {3, 11, 40, 1},
     {1, 13, 64, 0},   {4, 7, 95, 1},     {1, 67, 2880, 1},  {5, 21, 2880, 0}, {2, 6, 4096, 1},
-    {17, 10, 100, 1},
+    {17, 10, 100, 1}, {300, 530, 256, 1}, {9, 100, 8192, 0}, {520, 64, 64, 1}, {9, 1600, 2880, 1},
 };
 
 /* Σ|w·x| + |bias| per output, the scale MATMUL_TOL is relative to; w given decoded. */
@@ -659,10 +668,32 @@ static void attention_chunk_ref(double *out, const float *q, const float *keys, 
   }
 }
 
+/* The same bits on 1, 2 and 3 threads: query blocks are whole work items. */
+static void check_attention_threads(const float *out, const float *q, const float *k, const float *v,
+                                    const uint16_t *sinks, const int64_t shape[5]) {
+  const int64_t n = shape[0], G = shape[1], D = shape[2];
+  float *other = malloc((size_t)(n * G * D) * sizeof *other);
+  for (int threads = 1; threads <= 3; threads++) {
+    omp_set_num_threads(threads);
+    attention_chunk_f32(other, q, k, v, sinks, n, G, D, shape[3], shape[4]);
+    if (memcmp(other, out, (size_t)(n * G * D) * sizeof *other) != 0) {
+      fail_msg("attention_chunk_f32 n=%lld: %d thread(s) changed the result", (long long)n, threads);
+    }
+  }
+  omp_set_num_threads(2);
+  free(other);
+}
+
 static void test_attention_chunk(void **state) {
   (void)state;
-  /* n queries after `first` cached keys; windows: none, shorter than the chunk, longer. */
-  const int64_t cases[][5] = {{40, 8, 16, 0, 0}, {40, 8, 16, 13, 0}, {37, 4, 8, 20, 5}, {70, 2, 64, 3, 100}, {9, 1, 8, 0, 8}};
+  /* n queries after `first` cached keys; windows: none, shorter than the chunk, longer; one
+   * query block and several (32 queries each), a ragged last one; long histories. The last
+   * column scales q: at 40, scores spread by hundreds, so many weights underflow to exactly 0
+   * (the softmax's exp flushes below e^-87) and one key dominates. */
+  const int64_t cases[][6] = {{40, 8, 16, 0, 0, 2},    {40, 8, 16, 13, 0, 2}, {37, 4, 8, 20, 5, 2},
+                              {70, 2, 64, 3, 100, 2},  {9, 1, 8, 0, 8, 2},    {45, 8, 64, 200, 16, 2},
+                              {33, 8, 64, 400, 0, 2},  {100, 8, 64, 0, 0, 2}, {70, 4, 64, 10, 0, 40},
+                              {50, 2, 64, 30, 20, 40}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     const int64_t n = cases[c][0], G = cases[c][1], D = cases[c][2], first = cases[c][3], window = cases[c][4];
     const int64_t keys_n = first + n;
@@ -670,19 +701,41 @@ static void test_attention_chunk(void **state) {
     float *v = malloc((size_t)(keys_n * D) * sizeof *v), *out = malloc((size_t)(n * G * D) * sizeof *out);
     double *want = malloc((size_t)(n * G * D) * sizeof *want);
     uint16_t sinks[8];
-    fill_f32(q, n * G * D, 2.0f);
+    fill_f32(q, n * G * D, (float)cases[c][5]);
     fill_f32(k, keys_n * D, 2.0f);
     fill_f32(v, keys_n * D, 1.0f);
     fill_bf16(sinks, G, 3.0f);
     attention_chunk_f32(out, q, k, v, sinks, n, G, D, first, window);
     attention_chunk_ref(want, q, k, v, sinks, n, G, D, first, window);
     for (int64_t i = 0; i < n * G * D; i++) assert_close(out[i], want[i], ATTENTION_TOL, "attention_chunk_f32", i);
+    check_attention_threads(out, q, k, v, sinks, cases[c]);
     free(q);
     free(k);
     free(v);
     free(out);
     free(want);
   }
+}
+
+/* The softmax weight of one key against a sink of logit 0, for scores from -100 to 20: each
+ * query sees only its own key (window 1), whose value is 1, so the output is the weight itself,
+ * e^s / (e^s + 1). Checks the exp the kernel uses to a few ulps, which the O(1) outputs above
+ * cannot. */
+static void test_attention_softmax_precision(void **state) {
+  (void)state;
+  enum { N = 4801 };
+  float *q = malloc(N * sizeof *q), *k = malloc(N * sizeof *k), *v = malloc(N * sizeof *v), *out = malloc(N * sizeof *out);
+  const uint16_t sink = 0; /* bf16 +0.0 */
+  for (int i = 0; i < N; i++) q[i] = -100.0f + 0.025f * (float)i, k[i] = 1.0f, v[i] = 1.0f;
+  attention_chunk_f32(out, q, k, v, &sink, N, /*num_heads=*/1, /*head_dim=*/1, /*first_query_key=*/0, /*window=*/1);
+  for (int i = 0; i < N; i++) {
+    const double weight = 1.0 / (1.0 + exp(-(double)q[i]));
+    assert_close(out[i], weight, ATTENTION_WEIGHT_REL_TOL * weight + ATTENTION_WEIGHT_FLUSH, "softmax weight", i);
+  }
+  free(q);
+  free(k);
+  free(v);
+  free(out);
 }
 
 int main(void) {
@@ -694,7 +747,7 @@ int main(void) {
       cmocka_unit_test(test_topk_softmax),     cmocka_unit_test(test_argmax),
       cmocka_unit_test(test_rope_released_config), cmocka_unit_test(test_rope_tables),
       cmocka_unit_test(test_rope_angles),      cmocka_unit_test(test_rope_apply),
-      cmocka_unit_test(test_attention_chunk),
+      cmocka_unit_test(test_attention_chunk),  cmocka_unit_test(test_attention_softmax_precision),
   };
   print_message("kernels: %s chosen for this CPU\n", kernels_isa_name(kernels_active_isa()));
   return cmocka_run_group_tests(tests, NULL, NULL);
