@@ -83,12 +83,13 @@ static Status init_run_state(Engine *e, const EngineOptions *o) {
                         (long long)context, (long long)c->max_position_embeddings);
   }
   const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : DEFAULT_CHUNK;
-  Status st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, context, chunk);
+  const TransformerOptions to = {.context_length = context, .max_chunk = chunk, .num_slots = 1};
+  Status st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, &to);
   if (st != STATUS_OK) return st;
   e->local_vocab = transformer_local_vocab(&e->transformer);
   e->local_logits = malloc((size_t)(SCORE_ROWS * range_size(e->local_vocab)) * sizeof *e->local_logits);
   if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer");
-  return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), chunk * c->hidden_size);
+  return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), e->transformer.max_rows * c->hidden_size);
 }
 
 Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const EngineOptions *o) {
@@ -125,7 +126,7 @@ void engine_free(Engine *e) {
   memset(e, 0, sizeof *e);
 }
 
-int64_t engine_position(const Engine *e) { return e->transformer.position; }
+int64_t engine_position(const Engine *e) { return transformer_position(&e->transformer, 0); }
 
 /* ---------- the operations, run by every rank ---------- */
 
@@ -350,7 +351,7 @@ static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *token
 /* Every rank hashes its copy of the replicated hidden state; they must be bitwise equal. */
 static Status do_check_replicas(Engine *e, int32_t *agree_out) {
   const Transformer *t = &e->transformer;
-  const uint64_t hash = checksum64(t->scratch.x, (size_t)(t->max_chunk * t->config.hidden_size) * sizeof(float));
+  const uint64_t hash = checksum64(t->scratch.x, (size_t)(t->max_rows * t->model.config.hidden_size) * sizeof(float));
   bool equal = false;
   Status st = dist_all_equal_u64(hash, &equal);
   if (st == STATUS_OK && agree_out) *agree_out = equal;
@@ -360,7 +361,7 @@ static Status do_check_replicas(Engine *e, int32_t *agree_out) {
 static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
   switch ((Op)cmd->op) {
     case OP_RESET:
-      transformer_reset(&e->transformer);
+      transformer_reset(&e->transformer, 0);
       return STATUS_OK;
     case OP_SCORE: return do_score(e, tokens, cmd->num_tokens, logits_out);
     case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
@@ -373,8 +374,8 @@ static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, floa
       ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
       return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
     }
-    case OP_MARK: return transformer_mark(&e->transformer);
-    case OP_ROLLBACK: return transformer_rollback(&e->transformer);
+    case OP_MARK: return transformer_mark(&e->transformer, 0);
+    case OP_ROLLBACK: return transformer_rollback(&e->transformer, 0);
     case OP_STOP: return STATUS_OK;
   }
   return status_error(STATUS_INVALID_ARGUMENT, "unknown command %d", cmd->op);
@@ -391,10 +392,10 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
                           tokens[i], (long long)i, (long long)e->config.vocab_size);
     }
   }
-  if (e->transformer.position + n > e->transformer.context_length) {
+  if (engine_position(e) + n > e->transformer.context_length) {
     return status_error(STATUS_INVALID_ARGUMENT,
                         "%lld tokens do not fit: %lld of the context length %lld are used (raise --context)",
-                        (long long)n, (long long)e->transformer.position, (long long)e->transformer.context_length);
+                        (long long)n, (long long)engine_position(e), (long long)e->transformer.context_length);
   }
   return STATUS_OK;
 }

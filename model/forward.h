@@ -1,7 +1,8 @@
 /* The GPT-OSS forward pass over the shards one rank holds.
  *
- * A Transformer owns the run state of one rank: the KV cache of its KV groups (a window-sized
- * ring on sliding layers), scratch buffers for a chunk of tokens, and the RoPE table. It never
+ * A Transformer owns the run state of one rank: the view of its weights (shared by every
+ * sequence), one KV cache per sequence slot for its KV groups (a window-sized ring on sliding
+ * layers), and scratch buffers for one step of token rows. It never
  * talks MPI: where the model needs the sum over all shards (the embedding lookup, o_proj, the
  * experts) it hands its shards' partial vectors to a ShardReducer. One process holding every
  * shard uses shard_reducer_local(); dist/ supplies the MPI one. Both add the S partials in shard
@@ -39,23 +40,45 @@ typedef struct {
   int64_t capacity;  /* window (sliding layers) or context length; position p sits at p % capacity */
 } KvRing;
 
+/* One sequence's KV cache on this rank: a ring per local KV group and layer, its length, and the
+ * mark it can roll back to. */
 typedef struct {
-  float *x, *h, *sum;      /* [chunk, H] */
-  float *parts;            /* [num_local_shards, chunk, H] */
-  float *q, *attn;         /* [chunk, G·D] */
-  float *k, *v;            /* [chunk, D] */
-  float *scores;           /* [context + 1] */
-  float *cos, *sin;        /* [chunk, D/2] */
-  float *router;           /* [chunk, E] */
-  int32_t *expert_index;   /* [chunk, k] */
-  float *expert_weight;    /* [chunk, k] */
-  float *expert_in;        /* [chunk, H] */
-  float *expert_up;        /* [chunk, 2I] */
-  float *expert_act;       /* [chunk, I] */
-  float *expert_out;       /* [chunk, H] */
-  int32_t *expert_tokens;  /* [chunk] */
-  float *expert_token_w;   /* [chunk] */
-  float *logits;           /* [chunk, max V_s] */
+  KvRing *rings;          /* [num_local_shards][L] */
+  KvRing *mark_rings;     /* copies of the sliding rings at the mark (NULL until used) */
+  int64_t position;       /* tokens in the cache */
+  int64_t mark_position;  /* -1: no mark */
+} KvCache;
+
+/* The weights this rank computes with, shared by every sequence (read only). */
+typedef struct {
+  GptOssConfig config;
+  Range shards;                        /* the shards this rank holds */
+  int64_t num_local_shards;
+  const ShardWeights *shard_weights;   /* [num_local_shards] */
+  const ReplicatedWeights *replicated;
+  Rope rope;
+} ModelView;
+
+/* Buffers for one forward step of up to max_rows token rows, allocated once. */
+typedef struct {
+  float *x, *h, *sum;      /* [rows, H] */
+  float *parts;            /* [num_local_shards, rows, H] */
+  float *q, *attn;         /* [rows, G·D] */
+  float *k, *v;            /* [rows, D] */
+  float *window_k, *window_v; /* [window - 1 + max_chunk, D]: a sliding layer's keys in order */
+  float *cos, *sin;        /* [rows, D/2] */
+  float *router;           /* [rows, E] */
+  int32_t *expert_index;   /* [rows, k] */
+  float *expert_weight;    /* [rows, k] */
+  float *expert_in;        /* [rows, H] */
+  float *expert_up;        /* [rows, 2I] */
+  float *expert_act;       /* [rows, I] */
+  float *expert_out;       /* [rows, H] */
+  int32_t *expert_tokens;  /* [rows] */
+  float *expert_token_w;   /* [rows] */
+  float *logits;           /* [UNEMBED_ROWS, max V_s] */
+  float *logit_h;          /* [rows, H]: the normed rows whose logits a step wants */
+  int32_t *tokens;         /* [rows]: the step's tokens, in processing order */
 } Scratch;
 
 /* Seconds this rank spent in each phase, accumulated over forward calls. `reduce` is the time
@@ -64,45 +87,82 @@ typedef struct {
   double embed, attention, experts, reduce, unembed;
 } PhaseTimes;
 
+/* What the forward steps did, for the benchmarks: the experts a step's rows selected (distinct
+ * experts per layer, summed over layers and steps: the expert weights a step reads). */
 typedef struct {
-  GptOssConfig config;
-  Range shards;                   /* the shards this rank holds */
-  int64_t num_local_shards;
-  const ShardWeights *shard_weights;   /* [num_local_shards] */
-  const ReplicatedWeights *replicated;
-  Rope rope;
-  int64_t context_length;
-  int64_t max_chunk;
-  int64_t position;               /* tokens already in the KV cache */
-  KvRing *kv;                     /* [num_local_shards][L] */
-  KvRing *kv_mark;                /* copies of the sliding rings at the mark (NULL until used) */
-  int64_t mark_position;          /* -1: no mark */
+  int64_t steps;
+  int64_t rows;
+  int64_t unique_experts; /* Σ over steps and layers of the distinct experts selected */
+} StepCounters;
+
+/* One sequence's share of a forward step: num_tokens consecutive tokens appended to slot's cache
+ * at its current position. With `logits` set the step computes the logits of its last token. */
+typedef struct {
+  int32_t slot;
+  int32_t num_tokens;
+  bool logits;
+} StepSegment;
+
+typedef struct {
+  ModelView model;
+  int64_t context_length;         /* per sequence */
+  int64_t max_chunk;              /* tokens of one sequence per step */
+  int64_t max_rows;               /* token rows of all sequences per step */
+  int64_t num_slots;              /* sequences held at once */
+  KvCache *slots;                 /* [num_slots] */
   Scratch scratch;
+  struct StepPlan *plan;          /* the step being run (forward.c) */
   PhaseTimes times;
+  StepCounters counters;
 } Transformer;
 
 double phase_clock(void); /* monotonic seconds */
 
+typedef struct {
+  int64_t context_length;  /* KV cache length of each sequence */
+  int64_t max_chunk;       /* a sequence's tokens per forward step (prefill chunk) */
+  int64_t num_slots;       /* sequences held at once (each with its own KV cache); 0: 1 */
+  int64_t max_rows;        /* token rows per step over all sequences; 0: max_chunk + num_slots - 1 */
+} TransformerOptions;
+
+/* Bytes of KV cache `num_slots` sequences of context_length take on a rank holding `shards`. */
+uint64_t transformer_kv_bytes(const GptOssConfig *config, Range shards, int64_t context_length, int64_t num_slots);
+
 Status transformer_init(Transformer *t, const GptOssConfig *config, Range shards,
                         const ShardWeights *shard_weights, const ReplicatedWeights *replicated,
-                        int64_t context_length, int64_t max_chunk);
+                        const TransformerOptions *options);
 void transformer_free(Transformer *t);
-/* Forget the KV cache (a new sequence starts at position 0). */
-void transformer_reset(Transformer *t);
+/* Forget a slot's KV cache (a new sequence starts there at position 0). */
+void transformer_reset(Transformer *t, int32_t slot);
+int64_t transformer_position(const Transformer *t, int32_t slot);
 
-/* Remember the cache as it is now, and later return to it, forgetting what came after (a chat
- * drops an answer's reasoning this way). Full-attention entries before the mark are never
+/* Remember a slot's cache as it is now, and later return to it, forgetting what came after (a
+ * chat drops an answer's reasoning this way). Full-attention entries before the mark are never
  * overwritten; the sliding-window rings are, so the mark keeps a copy of them. */
-Status transformer_mark(Transformer *t);
-Status transformer_rollback(Transformer *t);
+Status transformer_mark(Transformer *t, int32_t slot);
+Status transformer_rollback(Transformer *t, int32_t slot);
 
 /* Vocabulary rows [begin, end) whose logits this rank computes. */
 Range transformer_local_vocab(const Transformer *t);
 
-/* Feeds n tokens at positions [position, position + n) through the model (in chunks of
- * max_chunk) and appends them to the KV cache. Writes this rank's logits slice for every token
- * (all_rows) or for the last token only: logits is [n or 1, V_local]. Every rank must call it
- * with the same tokens. */
+/* Checks a step before any rank runs it: slots in range and distinct, each segment 1..max_chunk
+ * tokens that fit its slot's context, at most max_rows rows, token ids in the vocabulary. */
+Status transformer_check_step(const Transformer *t, const StepSegment *segments, int64_t num_segments,
+                              const int32_t *tokens);
+
+/* One forward step over several sequences: segments[i]'s tokens are the next num_tokens of
+ * `tokens` (in segment order). Every matmul runs over the step's rows together; attention runs
+ * per segment against its own slot's cache; MoE groups rows by expert. A segment's results never
+ * depend on the other segments: segments shorter than MATMUL_GEMM_MIN_TOKENS (decoding) go
+ * through the row-streaming kernels together, longer ones (prompt chunks) each through their own
+ * matrix products. logits: [segments with .logits set, V_local], in segment order. Every rank
+ * must call it with the same arguments. */
+Status transformer_step(Transformer *t, const StepSegment *segments, int64_t num_segments, const int32_t *tokens,
+                        const ShardReducer *reducer, float *logits);
+
+/* Feeds n tokens to slot 0 (in chunks of max_chunk) and appends them to its KV cache. Writes
+ * this rank's logits slice for every token (all_rows) or for the last token only: logits is
+ * [n or 1, V_local]. Every rank must call it with the same tokens. */
 Status transformer_forward(Transformer *t, const int32_t *tokens, int64_t n,
                            const ShardReducer *reducer, float *logits, bool all_rows);
 

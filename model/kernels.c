@@ -201,11 +201,24 @@ static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, float *out) 
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
-  if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
-    matmul_gemm_f32(&args, decode_bf16_tile_row);
-  } else {
-    matmul_parallel(kernels()->rows_f32_bf16w, &args);
+  if (num_tokens < MATMUL_GEMM_MIN_TOKENS) {
+    matmul_f32_bf16w_stream(y, w, bias, x, num_tokens, rows, cols);
+    return;
   }
+  matmul_gemm_f32(&args, decode_bf16_tile_row);
+}
+
+void matmul_f32_bf16w_stream(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                             int64_t num_tokens, int64_t rows, int64_t cols) {
+  const MatmulArgs args = {.y = y, .weights = w, .bias = bias, .x = x, .num_tokens = num_tokens, .rows = rows, .cols = cols};
+  matmul_parallel(kernels()->rows_f32_bf16w, &args);
+}
+
+void matmul_f32_mxfp4w_stream(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
+                              const float *x, int64_t num_tokens, int64_t rows, int64_t cols) {
+  const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,
+                           .num_tokens = num_tokens, .rows = rows, .cols = cols};
+  matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
 }
 
 void matmul_f32_bf16w_portable(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
@@ -218,11 +231,11 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
                        const float *x, int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,
                            .num_tokens = num_tokens, .rows = rows, .cols = cols};
-  if (num_tokens >= MATMUL_GEMM_MIN_TOKENS) {
-    matmul_gemm_f32(&args, decode_mxfp4_tile_row);
-  } else {
-    matmul_parallel(kernels()->rows_f32_mxfp4w, &args);
+  if (num_tokens < MATMUL_GEMM_MIN_TOKENS) {
+    matmul_f32_mxfp4w_stream(y, blocks, scales, bias, x, num_tokens, rows, cols);
+    return;
   }
+  matmul_gemm_f32(&args, decode_mxfp4_tile_row);
 }
 
 /* ---- elementwise ---- */

@@ -43,6 +43,14 @@ void matmul_f32_bf16w_ref(float *y, const uint16_t *w, const uint16_t *bias, con
                           int64_t num_tokens, int64_t rows, int64_t cols);
 void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
                        const float *x, int64_t num_tokens, int64_t rows, int64_t cols);
+/* The same products, always row by row whatever num_tokens: each weight row is decoded once and
+ * dotted with every token in the order a single token uses, so a token's result never depends on
+ * the other tokens of the batch (batched decode relies on this; matmul_* switch to sgemm, whose
+ * order depends on the batch, from MATMUL_GEMM_MIN_TOKENS tokens on). */
+void matmul_f32_bf16w_stream(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
+                             int64_t num_tokens, int64_t rows, int64_t cols);
+void matmul_f32_mxfp4w_stream(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
+                              const float *x, int64_t num_tokens, int64_t rows, int64_t cols);
 void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scales,
                            const uint16_t *bias, const float *x, int64_t num_tokens, int64_t rows,
                            int64_t cols);

@@ -55,7 +55,8 @@ static int teardown(void **state) {
 
 static void make_transformer(Transformer *t, int64_t chunk) {
   const Range all = {0, g_manifest.num_shards};
-  assert_int_equal(transformer_init(t, &g_manifest.config, all, g_weights.shards, &g_weights.replicated, 256, chunk), STATUS_OK);
+  const TransformerOptions o = {.context_length = 256, .max_chunk = chunk};
+  assert_int_equal(transformer_init(t, &g_manifest.config, all, g_weights.shards, &g_weights.replicated, &o), STATUS_OK);
 }
 
 static void assert_row_matches(const float *got, int64_t row) {
@@ -116,13 +117,14 @@ static void test_refuses_bad_tokens_and_full_context(void **state) {
   status_set_silent(1);
   Transformer t;
   const Range all = {0, g_manifest.num_shards};
-  assert_int_equal(transformer_init(&t, &g_manifest.config, all, g_weights.shards, &g_weights.replicated, 4, 2), STATUS_OK);
+  const TransformerOptions o = {.context_length = 4, .max_chunk = 2};
+  assert_int_equal(transformer_init(&t, &g_manifest.config, all, g_weights.shards, &g_weights.replicated, &o), STATUS_OK);
   const ShardReducer reducer = shard_reducer_local(g_manifest.num_shards);
   float *logits = malloc((size_t)(4 * g_vocab) * sizeof *logits);
   const int32_t bad[] = {1, (int32_t)g_vocab};
   assert_int_equal(transformer_forward(&t, bad, 2, &reducer, logits, true), STATUS_INVALID_ARGUMENT);
   assert_non_null(strstr(status_last_error(), "outside the vocabulary"));
-  assert_int_equal(t.position, 0);
+  assert_int_equal(transformer_position(&t, 0), 0);
   assert_int_equal(transformer_forward(&t, g_tokens, 5, &reducer, logits, true), STATUS_INVALID_ARGUMENT);
   assert_non_null(strstr(status_last_error(), "context is full"));
   free(logits);
