@@ -132,6 +132,108 @@ static void test_refuses_bad_tokens_and_full_context(void **state) {
   status_set_silent(0);
 }
 
+/* ---- several sequences in one step ---- */
+
+enum { BATCH_SEQS = 10, BATCH_DECODE = 6, BATCH_CHUNK = 8 };
+
+/* A sequence of the batch test: a prompt (a window of the golden tokens), then greedy decoding.
+ * logits holds the logits of every token it chooses: the prompt's last, then each decoded one. */
+typedef struct {
+  const int32_t *prompt;
+  int32_t prompt_len;
+  int32_t start_step;  /* the step it is admitted in */
+  int32_t fed, decoded, next;
+  float *logits;       /* [BATCH_DECODE + 1, V] */
+} BatchSeq;
+
+static bool seq_done(const BatchSeq *q) { return q->decoded > BATCH_DECODE; }
+
+/* Runs the sequences in `slots` slots: from its start step each feeds its prompt in chunks of
+ * BATCH_CHUNK (boundaries fixed from its own start), then one token per step, all in one
+ * transformer_step per step; every chosen token's logits are kept. */
+static void run_batch(BatchSeq *seqs, int num_seqs, int64_t slots) {
+  Transformer t;
+  const Range all = {0, g_manifest.num_shards};
+  const TransformerOptions o = {.context_length = 128, .max_chunk = BATCH_CHUNK, .num_slots = slots,
+                                .max_rows = BATCH_CHUNK * slots};
+  assert_int_equal(transformer_init(&t, &g_manifest.config, all, g_weights.shards, &g_weights.replicated, &o), STATUS_OK);
+  const ShardReducer reducer = shard_reducer_local(g_manifest.num_shards);
+  float *logits = malloc((size_t)(slots * g_vocab) * sizeof *logits);
+  int32_t tokens[BATCH_CHUNK * BATCH_SEQS];
+  for (int step = 0;; step++) {
+    StepSegment segs[BATCH_SEQS];
+    int owner[BATCH_SEQS], num_segs = 0, num_tokens = 0, live = 0;
+    for (int i = 0; i < num_seqs; i++) {
+      BatchSeq *q = &seqs[i];
+      live += !seq_done(q);
+      if (seq_done(q) || step < q->start_step) continue;
+      StepSegment g = {.slot = (int32_t)(i % slots), .logits = true};
+      if (q->fed < q->prompt_len) {
+        g.num_tokens = q->prompt_len - q->fed < BATCH_CHUNK ? q->prompt_len - q->fed : BATCH_CHUNK;
+        memcpy(tokens + num_tokens, q->prompt + q->fed, (size_t)g.num_tokens * sizeof *tokens);
+        g.logits = q->fed + g.num_tokens == q->prompt_len;
+      } else {
+        g.num_tokens = 1;
+        tokens[num_tokens] = q->next;
+      }
+      num_tokens += g.num_tokens;
+      owner[num_segs] = i;
+      segs[num_segs++] = g;
+    }
+    if (live == 0) break;
+    if (num_segs == 0) continue;
+    assert_int_equal(transformer_step(&t, segs, num_segs, tokens, &reducer, logits), STATUS_OK);
+    for (int j = 0, row = 0; j < num_segs; j++) {
+      BatchSeq *q = &seqs[owner[j]];
+      q->fed += q->fed < q->prompt_len ? segs[j].num_tokens : 0;
+      if (!segs[j].logits) continue;
+      memcpy(q->logits + q->decoded * g_vocab, logits + row * g_vocab, (size_t)g_vocab * sizeof *logits);
+      q->next = (int32_t)argmax_f32(logits + row * g_vocab, g_vocab);
+      q->decoded++;
+      row++;
+    }
+  }
+  free(logits);
+  transformer_free(&t);
+}
+
+static void init_batch_seqs(BatchSeq *seqs, const int32_t *start_steps) {
+  /* Prompts of 1 to 20 tokens from different places of the golden sequence: chunks of 8 run as
+   * matrix products (and cross the sliding window of 8), shorter ones stream with the decode
+   * rows (up to 10 rows: past the size where the matmuls would switch to sgemm). */
+  const int32_t offsets[BATCH_SEQS] = {0, 5, 17, 30, 2, 40, 11, 25, 7, 33};
+  const int32_t lengths[BATCH_SEQS] = {20, 3, 11, 1, 9, 2, 5, 1, 16, 4};
+  for (int i = 0; i < BATCH_SEQS; i++) {
+    seqs[i] = (BatchSeq){.prompt = g_tokens + offsets[i], .prompt_len = lengths[i], .start_step = start_steps[i]};
+    seqs[i].logits = malloc((size_t)((BATCH_DECODE + 1) * g_vocab) * sizeof(float));
+  }
+}
+
+/* Each sequence alone, then all ten together in batches whose make-up changes every step
+ * (admitted at different steps, prompt chunks beside decode rows): every logit is bitwise the
+ * same, so a sequence's tokens never depend on its neighbours. */
+static void test_batched_sequences_match_alone(void **state) {
+  (void)state;
+  const int32_t together[BATCH_SEQS] = {0, 0, 1, 3, 4, 4, 5, 7, 8, 8}, alone_start[BATCH_SEQS] = {0};
+  BatchSeq batched[BATCH_SEQS], alone[BATCH_SEQS];
+  init_batch_seqs(batched, together);
+  init_batch_seqs(alone, alone_start);
+  run_batch(batched, BATCH_SEQS, BATCH_SEQS);
+  for (int i = 0; i < BATCH_SEQS; i++) {
+    run_batch(&alone[i], 1, 1);
+    assert_int_equal(batched[i].decoded, BATCH_DECODE + 1);
+    assert_int_equal(alone[i].decoded, BATCH_DECODE + 1);
+    assert_memory_equal(batched[i].logits, alone[i].logits, (size_t)((BATCH_DECODE + 1) * g_vocab) * sizeof(float));
+  }
+  /* The first sequence is the golden prompt's first 20 tokens: its prompt logits are the
+   * reference's row 19. */
+  assert_row_matches(batched[0].logits, 19);
+  for (int i = 0; i < BATCH_SEQS; i++) {
+    free(batched[i].logits);
+    free(alone[i].logits);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prefill_matches_reference),
@@ -139,6 +241,7 @@ int main(void) {
       cmocka_unit_test(test_chunked_prefill_matches_reference),
       cmocka_unit_test(test_greedy_continuation),
       cmocka_unit_test(test_refuses_bad_tokens_and_full_context),
+      cmocka_unit_test(test_batched_sequences_match_alone),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
