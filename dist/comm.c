@@ -180,3 +180,22 @@ Status dist_gather_bytes(const void *local, size_t num_bytes, void **out_root, s
   *total_root = total;
   return STATUS_OK;
 }
+
+Status dist_argmax_rows(const float *local_values, const int64_t *local_indices, int64_t n, int64_t *indices_out) {
+  struct FloatInt { float value; int index; };
+  struct FloatInt *pairs = calloc((size_t)(2 * (n > 0 ? n : 1)), sizeof *pairs);
+  if (!pairs) return status_error(STATUS_OUT_OF_MEMORY, "argmax of %lld rows", (long long)n);
+  for (int64_t i = 0; i < n; i++) pairs[i] = (struct FloatInt){local_values[i], (int)local_indices[i]};
+  /* MPI_MAXLOC breaks ties toward the lower index, which is greedy's rule. */
+  const int rc = MPI_Allreduce(pairs, pairs + n, (int)n, MPI_FLOAT_INT, MPI_MAXLOC, MPI_COMM_WORLD);
+  for (int64_t i = 0; rc == MPI_SUCCESS && i < n; i++) indices_out[i] = pairs[n + i].index;
+  free(pairs);
+  return rc == MPI_SUCCESS ? STATUS_OK : status_error(STATUS_REMOTE_ERROR, "MPI_Allreduce(MAXLOC) failed");
+}
+
+Status dist_max_i32(int32_t *values, int64_t n) {
+  if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allreduce(MAX) failed");
+  }
+  return STATUS_OK;
+}

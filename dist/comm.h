@@ -53,6 +53,12 @@ Status dist_gather_columns(const float *local, int64_t num_rows, int64_t local_c
 /* The global (value, index) maximum: lowest index on ties, the same answer on every rank. */
 Status dist_argmax(float local_value, int64_t local_index, int64_t *index_out);
 
+/* dist_argmax for n rows at once, in one collective. */
+Status dist_argmax_rows(const float *local_values, const int64_t *local_indices, int64_t n, int64_t *indices_out);
+
+/* Element-wise maximum over ranks of n int32 values, in place. */
+Status dist_max_i32(int32_t *values, int64_t n);
+
 /* Every rank contributes `bytes_each` bytes (the same count everywhere); out receives them all,
  * in rank order. */
 Status dist_allgather_bytes(const void *local, size_t bytes_each, void *out);

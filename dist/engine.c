@@ -5,6 +5,7 @@
  * a bad id is reported once and never reaches a collective. */
 #include "dist/engine.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +33,27 @@ typedef enum {
   OP_NEXT_SAMPLE,
   OP_STATS,
   OP_STATS_RESET,
+  OP_STEP,
 } Op;
 
+/* Broadcast first; then a payload of num_segments EngineSegments followed by num_tokens ids. */
 typedef struct {
   int32_t op;
   int32_t exit_status; /* OP_STOP */
   int64_t num_tokens;
+  int64_t num_segments; /* OP_STEP */
   float temperature;   /* OP_NEXT_SAMPLE */
   float top_p;
   double uniform;      /* rank 0's draw in [0, 1) */
 } Command;
+
+/* Where an operation puts what rank 0 asked for (other ranks pass none). */
+typedef struct {
+  float *logits;        /* OP_SCORE [n, V], OP_NEXT_LOGITS [V] */
+  int32_t *next;        /* OP_NEXT_GREEDY, OP_NEXT_SAMPLE: one id; OP_STEP: one per choosing segment */
+  RankStats *stats;     /* OP_STATS*: [num_ranks] */
+  bool *agree;          /* OP_CHECK_REPLICAS */
+} OpResults;
 
 /* ---------- loading ---------- */
 
@@ -63,32 +75,71 @@ static Status agree_on_manifest(Engine *e, const char *dir, Manifest *m) {
   bst = dist_bcast(&copy, sizeof copy, 0);
   if (bst != STATUS_OK) return bst;
   const size_t num_files = (size_t)copy.num_shards + 1;
+  st = STATUS_OK;
   if (e->rank.rank != 0) {
     *m = copy;
     m->file_bytes = calloc(num_files, sizeof *m->file_bytes);
     m->checksums = calloc(num_files * (size_t)copy.checksums_per_file, sizeof *m->checksums);
-    if (!m->file_bytes || !m->checksums) return status_error(STATUS_OUT_OF_MEMORY, "manifest");
+    if (!m->file_bytes || !m->checksums) st = status_error(STATUS_OUT_OF_MEMORY, "manifest arrays of %zu files", num_files);
   }
+  /* Every rank must know the arrays have somewhere to go before rank 0 sends them. */
+  st = dist_agree(st);
+  if (st != STATUS_OK) return st;
   bst = dist_bcast(m->file_bytes, num_files * sizeof *m->file_bytes, 0);
   if (bst == STATUS_OK) bst = dist_bcast(m->checksums, num_files * (size_t)m->checksums_per_file * sizeof *m->checksums, 0);
   return bst;
 }
 
-static Status init_run_state(Engine *e, const EngineOptions *o) {
-  const GptOssConfig *c = &e->config;
+/* The memory this machine can still give (MemAvailable), or 0 where it cannot tell. */
+static uint64_t available_memory_bytes(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  }
+  fclose(f);
+  return (uint64_t)kib * 1024;
+}
+
+/* The run options every rank checks the same way (so they fail everywhere at once, and rank 0
+ * alone says why): the context length, the chunk size, the slots. */
+static Status resolve_run_options(const GptOssConfig *c, const EngineOptions *o, TransformerOptions *out) {
   int64_t context = o->context_length;
   if (context <= 0) context = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
   if (context > c->max_position_embeddings) {
     return status_error(STATUS_INVALID_ARGUMENT, "--context %lld exceeds max_position_embeddings = %lld",
                         (long long)context, (long long)c->max_position_embeddings);
   }
-  const int64_t chunk = o->max_chunk > 0 ? o->max_chunk : DEFAULT_CHUNK;
-  const TransformerOptions to = {.context_length = context, .max_chunk = chunk, .num_slots = 1};
-  Status st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, &to);
+  *out = (TransformerOptions){.context_length = context,
+                              .max_chunk = o->max_chunk > 0 ? o->max_chunk : DEFAULT_CHUNK,
+                              .num_slots = o->num_slots > 0 ? o->num_slots : 1};
+  return STATUS_OK;
+}
+
+/* The KV cache of every slot is allocated up front; refuse, with the bytes, what this node
+ * cannot hold, rather than be killed for it later. (Each rank checks its own share.) */
+static Status check_kv_memory(const Engine *e, const TransformerOptions *to) {
+  const uint64_t need = transformer_kv_bytes(&e->config, e->shards, to->context_length, to->num_slots);
+  const uint64_t available = available_memory_bytes();
+  if (available == 0 || need <= available) return STATUS_OK;
+  return status_error(STATUS_OUT_OF_MEMORY,
+                      "the KV cache for --parallel %lld x --context %lld needs %.2f GB on this rank, but the node has "
+                      "%.2f GB available: lower --parallel or --context, or use more nodes",
+                      (long long)to->num_slots, (long long)to->context_length, (double)need / 1e9,
+                      (double)available / 1e9);
+}
+
+static Status init_run_state(Engine *e, const TransformerOptions *to) {
+  const GptOssConfig *c = &e->config;
+  Status st = check_kv_memory(e, to);
+  if (st == STATUS_OK) st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, to);
   if (st != STATUS_OK) return st;
   e->local_vocab = transformer_local_vocab(&e->transformer);
-  e->local_logits = malloc((size_t)(SCORE_ROWS * range_size(e->local_vocab)) * sizeof *e->local_logits);
-  if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer");
+  const int64_t rows = to->num_slots > SCORE_ROWS ? to->num_slots : SCORE_ROWS;
+  e->local_logits = malloc((size_t)(rows * range_size(e->local_vocab)) * sizeof *e->local_logits);
+  if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer of %lld rows", (long long)rows);
   return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), e->transformer.max_rows * c->hidden_size);
 }
 
@@ -109,11 +160,14 @@ Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const Engine
   modeldir_free_manifest(&manifest);
   st = dist_agree(st);
   if (st != STATUS_OK) return st;
-  /* Options are the same on every rank, so a bad --context fails everywhere at once. */
+  /* Options are the same on every rank, so a bad --context fails everywhere at once: rank 0
+   * says so. What a rank fails to allocate, it says itself. */
+  TransformerOptions to;
   status_set_silent(rank.rank != 0);
-  st = init_run_state(e, o);
+  st = resolve_run_options(&e->config, o, &to);
   status_set_silent(0);
   st = dist_agree(st);
+  if (st == STATUS_OK) st = dist_agree(init_run_state(e, &to));
   e->load_seconds = dist_time() - start;
   return st;
 }
@@ -202,39 +256,30 @@ static Status do_score(Engine *e, const int32_t *tokens, int64_t n, float *logit
   return STATUS_OK;
 }
 
-static Status do_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
-  Status st = run_forward(e, tokens, n, false);
-  if (st != STATUS_OK) return st;
-  const double start = dist_time();
-  const int64_t local = argmax_f32(e->local_logits, range_size(e->local_vocab));
-  int64_t best = 0;
-  st = dist_argmax(e->local_logits[local], e->local_vocab.begin + local, &best);
-  e->sample_bytes_sent += (sizeof(float) + sizeof(int)) * (uint64_t)(e->rank.num_ranks - 1);
-  e->sample_seconds += dist_time() - start;
-  if (st == STATUS_OK && next_out) *next_out = (int32_t)best;
-  return st;
-}
+/* How to choose a row's next token: temperature 0 is greedy (ties: lowest id); otherwise sampling
+ * at `temperature` with nucleus `top_p`, with rank 0's uniform draw. */
+typedef struct {
+  float temperature;
+  float top_p;
+  double uniform;
+} ChoiceRule;
 
-static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
-  Status st = run_forward(e, tokens, n, false);
-  return st == STATUS_OK ? gather_logits(e, 1, logits_out) : st;
-}
-
-/* This rank's logits for vocabulary shard `local_shard`: a view into local_logits. */
-static const float *shard_logits(const Engine *e, int64_t local_shard, Range *vocab_out) {
+/* This rank's logits for vocabulary shard `local_shard` in a row of local logits. */
+static const float *shard_logits(const Engine *e, const float *row, int64_t local_shard, Range *vocab_out) {
   *vocab_out = e->weights.shards[local_shard].slice.vocab;
-  return e->local_logits + (vocab_out->begin - e->local_vocab.begin);
+  return row + (vocab_out->begin - e->local_vocab.begin);
 }
 
 enum { SAMPLE_FIRST_CANDIDATES = 32 };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Nucleus sampling: each shard sends rank 0 the head of its candidates, most likely first — 32,
- * then 4x as many in each further round, only what it has not sent yet — until rank 0 can tell
- * that nothing held back belongs to the nucleus (model/sampler.h). A peaked distribution (a
- * trained model's usual case) settles in one round of 32 candidates per shard. */
-static Status sample_nucleus(Engine *e, const Command *cmd, float max, double total, int32_t *id_out) {
+/* Nucleus sampling of one row: each shard sends rank 0 the head of its candidates, most likely
+ * first — 32, then 4x as many in each further round, only what it has not sent yet — until rank
+ * 0 can tell that nothing held back belongs to the nucleus (model/sampler.h). A peaked
+ * distribution (a trained model's usual case) settles in one round of 32 candidates per shard. */
+static Status sample_nucleus(Engine *e, const float *row, const ChoiceRule *rule, float max, double total,
+                             int32_t *id_out) {
   const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
   const int64_t V = e->config.vocab_size;
   const size_t local_vocab = (size_t)range_size(e->local_vocab);
@@ -246,10 +291,10 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
   Status st = sorted && send && counts && sizes && (e->rank.rank != 0 || (heads && merged))
                   ? STATUS_OK
                   : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
-  Range vocab;
+  Range vocab = {0, 0};
   for (int64_t ls = 0; st == STATUS_OK && ls < num_local; ls++) {
-    const float *logits = shard_logits(e, ls, &vocab);
-    sampler_slice_sorted(logits, range_size(vocab), (int32_t)vocab.begin, max, cmd->temperature,
+    const float *logits = shard_logits(e, row, ls, &vocab);
+    sampler_slice_sorted(logits, range_size(vocab), (int32_t)vocab.begin, max, rule->temperature,
                          sorted + (vocab.begin - e->local_vocab.begin));
   }
   for (int64_t s = 0; s < S && sizes; s++) sizes[s] = range_size(plan_shard(&e->config, s).vocab);
@@ -257,7 +302,7 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
   for (int64_t prev = 0, head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !decided; prev = head, head *= 4) {
     int64_t count = 0;
     for (int64_t ls = 0; ls < num_local; ls++) {
-      shard_logits(e, ls, &vocab);
+      shard_logits(e, row, ls, &vocab);
       const int64_t from = min64(prev, range_size(vocab)), to = min64(head, range_size(vocab));
       memcpy(send + count, sorted + (vocab.begin - e->local_vocab.begin) + from, (size_t)(to - from) * sizeof *send);
       count += to - from;
@@ -279,7 +324,7 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
         counts[s] = to;
         n += to;
       }
-      decided = sampler_pick_from_slices(merged, counts, sizes, S, total, cmd->top_p, cmd->uniform, id_out);
+      decided = sampler_pick_from_slices(merged, counts, sizes, S, total, rule->top_p, rule->uniform, id_out);
     }
     free(all);
     if (st == STATUS_OK) st = dist_bcast(&decided, sizeof decided, 0);
@@ -293,63 +338,181 @@ static Status sample_nucleus(Engine *e, const Command *cmd, float max, double to
   return st;
 }
 
-/* Sampling without gathering the vocabulary (model/sampler.h): every shard reduces its slice to
- * its maximum and its mass, which all ranks exchange (2·S numbers). With top_p = 1 the owner of
- * the chosen shard finds the token by inverse CDF and broadcasts it; with top_p < 1 rank 0
- * collects just enough of each shard's most likely tokens (sample_nucleus). */
-static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *tokens, int32_t *next_out) {
-  Status st = run_forward(e, tokens, cmd->num_tokens, false);
-  if (st != STATUS_OK) return st;
-  const double start = dist_time();
-  const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
-  float local_max[num_local], maxes[S];
-  double local_mass[num_local], masses[S];
-  Range vocab;
-  for (int64_t ls = 0; ls < num_local; ls++) {
-    const float *logits = shard_logits(e, ls, &vocab);
-    local_max[ls] = sampler_slice_max(logits, range_size(vocab));
-  }
-  if (st == STATUS_OK) st = dist_allgather_bytes(local_max, sizeof local_max, maxes);
-  if (st != STATUS_OK) return st;
+/* The row's token from the shards' maxima and masses (all shards, in order), computed by the rank
+ * that owns the chosen shard; other ranks return -1. Greedy: the first shard holding the global
+ * maximum, its lowest-index maximum. Sampling (top_p = 1): inverse CDF over the shards' masses,
+ * then within the chosen shard. */
+static int32_t owner_pick(const Engine *e, const float *row, const ChoiceRule *rule, const float *maxes,
+                          const double *masses) {
+  const int64_t S = config_num_shards(&e->config), num_local = range_size(e->shards);
   float max = maxes[0];
   for (int64_t s = 1; s < S; s++) max = maxes[s] > max ? maxes[s] : max;
-  for (int64_t ls = 0; ls < num_local; ls++) {
-    const float *logits = shard_logits(e, ls, &vocab);
-    local_mass[ls] = sampler_slice_mass(logits, range_size(vocab), max, cmd->temperature);
-  }
-  st = dist_allgather_bytes(local_mass, sizeof local_mass, masses);
-  if (st != STATUS_OK) return st;
-  double total = 0.0;
-  for (int64_t s = 0; s < S; s++) total += masses[s];
-  e->sample_bytes_sent += (sizeof local_max + sizeof local_mass) * (uint64_t)(e->rank.num_ranks - 1);
-  int32_t id = 0;
-  if (cmd->top_p >= 1.0f) {
-    const double target = cmd->uniform * total;
-    double before = 0.0;
-    int64_t chosen = 0;
+  int64_t chosen = 0;
+  double before = 0.0, target = 0.0;
+  if (rule->temperature <= 0.0f) {
+    while (chosen < S - 1 && maxes[chosen] != max) chosen++;
+  } else {
+    double total = 0.0;
+    for (int64_t s = 0; s < S; s++) total += masses[s];
+    target = rule->uniform * total;
     for (int64_t s = 0; s < S; s++) {
       if (masses[s] <= 0.0) continue;
       chosen = s;
       if (before + masses[s] > target) break;
       before += masses[s];
     }
-    const int owner = (int)(chosen / num_local);
-    if (e->rank.rank == owner) {
-      const float *logits = shard_logits(e, chosen - e->shards.begin, &vocab);
-      id = sampler_slice_pick(logits, range_size(vocab), (int32_t)vocab.begin, max, cmd->temperature, before, target);
-      e->sample_bytes_sent += sizeof id * (uint64_t)(e->rank.num_ranks - 1);
-    }
-    st = dist_bcast(&id, sizeof id, owner);
-  } else {
-    st = sample_nucleus(e, cmd, max, total, &id);
   }
-  if (st == STATUS_OK && next_out) *next_out = id;
+  if (chosen < e->shards.begin || chosen >= e->shards.end) return -1;
+  Range vocab = {0, 0};
+  const float *logits = shard_logits(e, row, chosen - e->shards.begin, &vocab);
+  (void)num_local;
+  if (rule->temperature <= 0.0f) return (int32_t)(vocab.begin + argmax_f32(logits, range_size(vocab)));
+  return sampler_slice_pick(logits, range_size(vocab), (int32_t)vocab.begin, max, rule->temperature, before, target);
+}
+
+static bool all_greedy(const ChoiceRule *rules, int64_t num_rows) {
+  for (int64_t i = 0; i < num_rows; i++) {
+    if (rules[i].temperature > 0.0f) return false;
+  }
+  return true;
+}
+
+/* Greedy rows only: one MAXLOC over every row's (max, index) pair. */
+static Status choose_greedy(Engine *e, const float *logits, int64_t num_rows, int32_t *ids) {
+  const int64_t local = range_size(e->local_vocab);
+  float values[num_rows];
+  int64_t indices[num_rows], best[num_rows];
+  for (int64_t i = 0; i < num_rows; i++) {
+    const int64_t at = argmax_f32(logits + i * local, local);
+    values[i] = logits[i * local + at];
+    indices[i] = e->local_vocab.begin + at;
+  }
+  Status st = dist_argmax_rows(values, indices, num_rows, best);
+  e->sample_bytes_sent += (sizeof(float) + sizeof(int)) * (uint64_t)(num_rows * (e->rank.num_ranks - 1));
+  for (int64_t i = 0; st == STATUS_OK && i < num_rows; i++) ids[i] = (int32_t)best[i];
+  return st;
+}
+
+/* The next token of each of num_rows rows of local logits [num_rows, V_local], without gathering
+ * the vocabulary (model/sampler.h): all greedy, one MAXLOC. Otherwise every rank exchanges each
+ * row's per-shard maxima and masses (two allgathers for all rows), the owners of the chosen
+ * shards pick greedy and top_p = 1 rows (one MAX allreduce for all rows), and each top_p < 1 row
+ * collects just enough of each shard's most likely tokens (sample_nucleus). Every rank returns
+ * the same ids, and a row's id does not depend on the other rows. */
+static Status choose_tokens(Engine *e, const float *logits, const ChoiceRule *rules, int64_t num_rows, int32_t *ids) {
+  const double start = dist_time();
+  Status st = STATUS_OK;
+  if (all_greedy(rules, num_rows)) {
+    st = choose_greedy(e, logits, num_rows, ids);
+    e->sample_seconds += dist_time() - start;
+    return st;
+  }
+  const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
+  const int64_t local = range_size(e->local_vocab), R = num_rows;
+  const int N = e->rank.num_ranks;
+  float *local_max = malloc((size_t)(R * num_local) * sizeof *local_max), *maxes = malloc((size_t)(N * R * num_local) * sizeof *maxes);
+  double *local_mass = malloc((size_t)(R * num_local) * sizeof *local_mass), *masses = malloc((size_t)(N * R * num_local) * sizeof *masses);
+  float *row_maxes = malloc((size_t)S * sizeof *row_maxes);
+  double *row_masses = malloc((size_t)S * sizeof *row_masses);
+  if (!local_max || !maxes || !local_mass || !masses || !row_maxes || !row_masses) st = status_error(STATUS_OUT_OF_MEMORY, "sampling summaries");
+  Range vocab = {0, 0};
+  for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
+    for (int64_t ls = 0; ls < num_local; ls++) {
+      const float *slice = shard_logits(e, logits + i * local, ls, &vocab);
+      local_max[i * num_local + ls] = sampler_slice_max(slice, range_size(vocab));
+    }
+  }
+  if (st == STATUS_OK) st = dist_allgather_bytes(local_max, (size_t)(R * num_local) * sizeof *local_max, maxes);
+  /* maxes is [rank][row][local shard]; rank r's local shards are shards [r·S/N, (r+1)·S/N). */
+  for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
+    float max = maxes[i * num_local];
+    for (int64_t s = 0; s < S; s++) max = fmaxf(max, maxes[((s / num_local) * R + i) * num_local + s % num_local]);
+    for (int64_t ls = 0; ls < num_local; ls++) {
+      const float *slice = shard_logits(e, logits + i * local, ls, &vocab);
+      local_mass[i * num_local + ls] =
+          rules[i].temperature > 0.0f ? sampler_slice_mass(slice, range_size(vocab), max, rules[i].temperature) : 0.0;
+    }
+  }
+  if (st == STATUS_OK) st = dist_allgather_bytes(local_mass, (size_t)(R * num_local) * sizeof *local_mass, masses);
+  e->sample_bytes_sent += (uint64_t)(R * num_local) * (sizeof(float) + sizeof(double)) * (uint64_t)(N - 1);
+  for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
+    for (int64_t s = 0; s < S; s++) {
+      const int64_t at = ((s / num_local) * R + i) * num_local + s % num_local;
+      row_maxes[s] = maxes[at];
+      row_masses[s] = masses[at];
+    }
+    const bool nucleus = rules[i].temperature > 0.0f && rules[i].top_p < 1.0f;
+    ids[i] = nucleus ? -1 : owner_pick(e, logits + i * local, &rules[i], row_maxes, row_masses);
+  }
+  if (st == STATUS_OK) st = dist_max_i32(ids, R);
+  e->sample_bytes_sent += sizeof *ids * (uint64_t)(R * (N - 1));
+  for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
+    if (rules[i].temperature <= 0.0f || rules[i].top_p >= 1.0f) continue;
+    for (int64_t s = 0; s < S; s++) row_maxes[s] = maxes[((s / num_local) * R + i) * num_local + s % num_local];
+    float max = row_maxes[0];
+    double total = 0.0;
+    for (int64_t s = 0; s < S; s++) {
+      max = fmaxf(max, row_maxes[s]);
+      total += masses[((s / num_local) * R + i) * num_local + s % num_local];
+    }
+    int32_t id = 0;
+    /* Only rank 0 learns the id: the driver is the one that needs it. */
+    st = sample_nucleus(e, logits + i * local, &rules[i], max, total, &id);
+    ids[i] = id;
+  }
+  free(local_max), free(maxes), free(local_mass), free(masses), free(row_maxes), free(row_masses);
   e->sample_seconds += dist_time() - start;
   return st;
 }
 
+static Status do_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
+  Status st = run_forward(e, tokens, n, false);
+  const ChoiceRule greedy = {0};
+  int32_t id = 0;
+  if (st == STATUS_OK) st = choose_tokens(e, e->local_logits, &greedy, 1, &id);
+  if (st == STATUS_OK && next_out) *next_out = id;
+  return st;
+}
+
+static Status do_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
+  Status st = run_forward(e, tokens, n, false);
+  return st == STATUS_OK ? gather_logits(e, 1, logits_out) : st;
+}
+
+static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *tokens, int32_t *next_out) {
+  Status st = run_forward(e, tokens, cmd->num_tokens, false);
+  const ChoiceRule rule = {cmd->temperature, cmd->top_p, cmd->uniform};
+  int32_t id = 0;
+  if (st == STATUS_OK) st = choose_tokens(e, e->local_logits, &rule, 1, &id);
+  if (st == STATUS_OK && next_out) *next_out = id;
+  return st;
+}
+
+/* One step over several sequences (engine_step), then the next token of every segment that asks
+ * for one, chosen together. */
+static Status do_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
+                      int32_t *next_out) {
+  StepSegment steps[num_segments];
+  ChoiceRule rules[num_segments];
+  int64_t num_choices = 0, num_tokens = 0;
+  for (int64_t i = 0; i < num_segments; i++) {
+    const EngineSegment *g = &segments[i];
+    steps[i] = (StepSegment){.slot = g->slot, .num_tokens = g->num_tokens, .reset = g->reset != 0, .logits = g->choose != 0};
+    if (g->choose) rules[num_choices++] = (ChoiceRule){g->temperature, g->top_p, g->uniform};
+    num_tokens += g->num_tokens;
+  }
+  ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
+  e->tokens_forwarded += num_tokens;
+  Status st = transformer_step(&e->transformer, steps, num_segments, tokens, &reducer, e->local_logits);
+  if (st != STATUS_OK || num_choices == 0) return st;
+  int32_t ids[num_choices];
+  st = choose_tokens(e, e->local_logits, rules, num_choices, ids);
+  if (st == STATUS_OK && next_out) memcpy(next_out, ids, sizeof ids);
+  return st;
+}
+
 /* Every rank hashes its copy of the replicated hidden state; they must be bitwise equal. */
-static Status do_check_replicas(Engine *e, int32_t *agree_out) {
+static Status do_check_replicas(Engine *e, bool *agree_out) {
   const Transformer *t = &e->transformer;
   const uint64_t hash = checksum64(t->scratch.x, (size_t)(t->max_rows * t->model.config.hidden_size) * sizeof(float));
   bool equal = false;
@@ -358,18 +521,20 @@ static Status do_check_replicas(Engine *e, int32_t *agree_out) {
   return st;
 }
 
-static Status execute(Engine *e, const Command *cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
+static Status execute(Engine *e, const Command *cmd, const EngineSegment *segments, const int32_t *tokens,
+                      const OpResults *out) {
   switch ((Op)cmd->op) {
+    case OP_STEP: return do_step(e, segments, cmd->num_segments, tokens, out->next);
     case OP_RESET:
       transformer_reset(&e->transformer, 0);
       return STATUS_OK;
-    case OP_SCORE: return do_score(e, tokens, cmd->num_tokens, logits_out);
-    case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, next_out);
-    case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, logits_out);
-    case OP_CHECK_REPLICAS: return do_check_replicas(e, next_out);
-    case OP_NEXT_SAMPLE: return do_next_sample(e, cmd, tokens, next_out);
-    case OP_STATS: return do_stats(e, (RankStats *)logits_out, false);
-    case OP_STATS_RESET: return do_stats(e, (RankStats *)logits_out, true);
+    case OP_SCORE: return do_score(e, tokens, cmd->num_tokens, out->logits);
+    case OP_NEXT_GREEDY: return do_next_greedy(e, tokens, cmd->num_tokens, out->next);
+    case OP_NEXT_LOGITS: return do_next_logits(e, tokens, cmd->num_tokens, out->logits);
+    case OP_CHECK_REPLICAS: return do_check_replicas(e, out->agree);
+    case OP_NEXT_SAMPLE: return do_next_sample(e, cmd, tokens, out->next);
+    case OP_STATS: return do_stats(e, out->stats, false);
+    case OP_STATS_RESET: return do_stats(e, out->stats, true);
     case OP_FEED: {
       ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
       return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
@@ -400,18 +565,24 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
   return STATUS_OK;
 }
 
-static Status drive_command(Engine *e, Command cmd, const int32_t *tokens, float *logits_out, int32_t *next_out) {
-  const Op op = (Op)cmd.op;
-  const int64_t n = cmd.num_tokens;
-  if (op == OP_SCORE || op == OP_NEXT_GREEDY || op == OP_NEXT_LOGITS || op == OP_FEED || op == OP_NEXT_SAMPLE) {
-    Status st = check_tokens(e, tokens, n);
-    if (st != STATUS_OK) return st;
+/* Rank 0 broadcasts a command with its payload (segments, then tokens) and runs it like every
+ * other rank. Inputs were checked before the broadcast, so every rank runs the same steps; a
+ * failure after it (out of memory, a lost rank) may leave others inside a collective: it ends
+ * the whole job. */
+static Status broadcast_and_execute(Engine *e, const Command *cmd, const EngineSegment *segments, const int32_t *tokens,
+                                    const OpResults *out) {
+  const size_t segment_bytes = (size_t)cmd->num_segments * sizeof *segments;
+  const size_t token_bytes = (size_t)cmd->num_tokens * sizeof *tokens;
+  char *payload = segment_bytes + token_bytes > 0 ? malloc(segment_bytes + token_bytes) : NULL;
+  if (segment_bytes + token_bytes > 0 && !payload) {
+    return status_error(STATUS_OUT_OF_MEMORY, "a command of %lld tokens", (long long)cmd->num_tokens);
   }
-  Status st = dist_bcast(&cmd, sizeof cmd, 0);
-  if (st == STATUS_OK && n > 0) st = dist_bcast((void *)tokens, (size_t)n * sizeof *tokens, 0);
-  if (st == STATUS_OK) st = execute(e, &cmd, tokens, logits_out, next_out);
-  /* Inputs were checked before the broadcast, so every rank runs the same steps; a failure now
-   * (out of memory, a lost rank) may leave others inside a collective: end the whole job. */
+  if (segments && segment_bytes) memcpy(payload, segments, segment_bytes);
+  if (tokens && token_bytes) memcpy(payload + segment_bytes, tokens, token_bytes);
+  Status st = dist_bcast((void *)cmd, sizeof *cmd, 0);
+  if (st == STATUS_OK && payload) st = dist_bcast(payload, segment_bytes + token_bytes, 0);
+  free(payload);
+  if (st == STATUS_OK) st = execute(e, cmd, segments, tokens, out);
   if (st != STATUS_OK) {
     status_error(st, "stopping all ranks after this error");
     dist_abort(1);
@@ -419,40 +590,73 @@ static Status drive_command(Engine *e, Command cmd, const int32_t *tokens, float
   return st;
 }
 
-static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, float *logits_out, int32_t *next_out) {
-  Command cmd = {.op = op, .num_tokens = n};
-  return drive_command(e, cmd, tokens, logits_out, next_out);
+static Status drive_command(Engine *e, Command cmd, const int32_t *tokens, const OpResults *out) {
+  const Op op = (Op)cmd.op;
+  if (op == OP_SCORE || op == OP_NEXT_GREEDY || op == OP_NEXT_LOGITS || op == OP_FEED || op == OP_NEXT_SAMPLE) {
+    Status st = check_tokens(e, tokens, cmd.num_tokens);
+    if (st != STATUS_OK) return st;
+  }
+  return broadcast_and_execute(e, &cmd, NULL, tokens, out);
 }
+
+static Status drive(Engine *e, Op op, const int32_t *tokens, int64_t n, const OpResults *out) {
+  Command cmd = {.op = op, .num_tokens = n};
+  return drive_command(e, cmd, tokens, out);
+}
+
+static const OpResults NO_RESULTS = {0};
 
 Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float temperature, float top_p, double uniform,
                           int32_t *next_out) {
   Command cmd = {.op = OP_NEXT_SAMPLE, .num_tokens = n, .temperature = temperature, .top_p = top_p, .uniform = uniform};
-  return drive_command(e, cmd, tokens, NULL, next_out);
+  const OpResults out = {.next = next_out};
+  return drive_command(e, cmd, tokens, &out);
+}
+
+Status engine_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
+                   int32_t *next_out) {
+  if (num_segments <= 0 || num_segments > e->transformer.num_slots) {
+    return status_error(STATUS_INVALID_ARGUMENT, "a step needs 1 to %lld sequences, got %lld",
+                        (long long)e->transformer.num_slots, (long long)num_segments);
+  }
+  StepSegment steps[num_segments];
+  int64_t num_tokens = 0;
+  for (int64_t i = 0; i < num_segments; i++) {
+    steps[i] = (StepSegment){.slot = segments[i].slot, .num_tokens = segments[i].num_tokens, .reset = segments[i].reset != 0};
+    num_tokens += segments[i].num_tokens;
+  }
+  Status st = transformer_check_step(&e->transformer, steps, num_segments, tokens);
+  if (st != STATUS_OK) return st;
+  const Command cmd = {.op = OP_STEP, .num_tokens = num_tokens, .num_segments = num_segments};
+  const OpResults out = {.next = next_out};
+  return broadcast_and_execute(e, &cmd, segments, tokens, &out);
 }
 
 Status engine_collect_stats(Engine *e, RankStats *stats_out, bool reset) {
-  return drive(e, reset ? OP_STATS_RESET : OP_STATS, NULL, 0, (float *)stats_out, NULL);
+  const OpResults out = {.stats = stats_out};
+  return drive(e, reset ? OP_STATS_RESET : OP_STATS, NULL, 0, &out);
 }
 
-Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, NULL, NULL); }
-Status engine_feed(Engine *e, const int32_t *tokens, int64_t n) { return drive(e, OP_FEED, tokens, n, NULL, NULL); }
-Status engine_mark(Engine *e) { return drive(e, OP_MARK, NULL, 0, NULL, NULL); }
-Status engine_rollback(Engine *e) { return drive(e, OP_ROLLBACK, NULL, 0, NULL, NULL); }
+Status engine_reset(Engine *e) { return drive(e, OP_RESET, NULL, 0, &NO_RESULTS); }
+Status engine_feed(Engine *e, const int32_t *tokens, int64_t n) { return drive(e, OP_FEED, tokens, n, &NO_RESULTS); }
+Status engine_mark(Engine *e) { return drive(e, OP_MARK, NULL, 0, &NO_RESULTS); }
+Status engine_rollback(Engine *e) { return drive(e, OP_ROLLBACK, NULL, 0, &NO_RESULTS); }
 Status engine_score(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
-  return drive(e, OP_SCORE, tokens, n, logits_out, NULL);
+  const OpResults out = {.logits = logits_out};
+  return drive(e, OP_SCORE, tokens, n, &out);
 }
 Status engine_next_greedy(Engine *e, const int32_t *tokens, int64_t n, int32_t *next_out) {
-  return drive(e, OP_NEXT_GREEDY, tokens, n, NULL, next_out);
+  const OpResults out = {.next = next_out};
+  return drive(e, OP_NEXT_GREEDY, tokens, n, &out);
 }
 Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out) {
-  return drive(e, OP_NEXT_LOGITS, tokens, n, logits_out, NULL);
+  const OpResults out = {.logits = logits_out};
+  return drive(e, OP_NEXT_LOGITS, tokens, n, &out);
 }
 
 Status engine_replicas_agree(Engine *e, bool *agree_out) {
-  int32_t agree = 0;
-  Status st = drive(e, OP_CHECK_REPLICAS, NULL, 0, NULL, &agree);
-  *agree_out = agree != 0;
-  return st;
+  const OpResults out = {.agree = agree_out};
+  return drive(e, OP_CHECK_REPLICAS, NULL, 0, &out);
 }
 
 Status engine_stop(Engine *e, int exit_status) {
@@ -464,29 +668,33 @@ Status engine_stop(Engine *e, int exit_status) {
 /* ---------- every other rank ---------- */
 
 int engine_serve(Engine *e) {
-  int32_t *tokens = NULL;
-  int64_t capacity = 0;
+  char *payload = NULL;
+  size_t capacity = 0;
   for (;;) {
     Command cmd;
     if (dist_bcast(&cmd, sizeof cmd, 0) != STATUS_OK) break;
     if (cmd.op == OP_STOP) {
-      free(tokens);
+      free(payload);
       return cmd.exit_status;
     }
-    if (cmd.num_tokens > capacity) {
-      free(tokens);
-      capacity = cmd.num_tokens;
-      tokens = malloc((size_t)capacity * sizeof *tokens);
-      if (!tokens) {
-        status_error(STATUS_OUT_OF_MEMORY, "token buffer of %lld", (long long)capacity);
+    const size_t segment_bytes = (size_t)cmd.num_segments * sizeof(EngineSegment);
+    const size_t bytes = segment_bytes + (size_t)cmd.num_tokens * sizeof(int32_t);
+    if (bytes > capacity) {
+      free(payload);
+      capacity = bytes;
+      payload = malloc(capacity);
+      if (!payload) {
+        status_error(STATUS_OUT_OF_MEMORY, "command payload of %zu bytes", capacity);
         dist_abort(1);
       }
     }
-    if (cmd.num_tokens > 0 && dist_bcast(tokens, (size_t)cmd.num_tokens * sizeof *tokens, 0) != STATUS_OK) break;
+    if (bytes > 0 && dist_bcast(payload, bytes, 0) != STATUS_OK) break;
+    const EngineSegment *segments = (const EngineSegment *)payload;
+    const int32_t *tokens = (const int32_t *)(payload + segment_bytes);
     /* A failure here (it printed why) would leave the other ranks waiting in a collective. */
-    if (execute(e, &cmd, tokens, NULL, NULL) != STATUS_OK) dist_abort(1);
+    if (execute(e, &cmd, segments, tokens, &NO_RESULTS) != STATUS_OK) dist_abort(1);
   }
-  free(tokens);
+  free(payload);
   status_error(STATUS_REMOTE_ERROR, "lost contact with rank 0");
   dist_abort(1);
   return 1;

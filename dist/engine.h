@@ -19,6 +19,7 @@
 typedef struct {
   int64_t context_length;  /* 0: min(max_position_embeddings, 4096) */
   int64_t max_chunk;       /* tokens per forward step during prefill; 0: 512 */
+  int64_t num_slots;       /* sequences held at once, each with a KV cache of context_length; 0: 1 */
   bool verify_checksums;
 } EngineOptions;
 
@@ -61,6 +62,28 @@ Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float tem
                           int32_t *next_out);
 /* Feed tokens; rank 0 gets the last position's logits [V]. */
 Status engine_next_logits(Engine *e, const int32_t *tokens, int64_t n, float *logits_out);
+/* One sequence's share of a step (engine_step): its next num_tokens tokens, appended to slot's
+ * KV cache (emptied first with `reset`); with `choose`, the step also picks the token after its
+ * last one — greedy at temperature 0, else sampling with nucleus top_p and rank 0's draw
+ * `uniform`. Integers, so the struct crosses the wire as it is. */
+typedef struct {
+  int32_t slot;
+  int32_t num_tokens;
+  int32_t reset;
+  int32_t choose;
+  float temperature;
+  float top_p;
+  double uniform;
+} EngineSegment;
+
+/* One forward step over several sequences, then their next tokens: next_out[j] is the token of
+ * the j-th segment with `choose` set. A sequence's tokens and logits never depend on the other
+ * segments. Workers follow with one broadcast. Refused (nothing runs) if a slot is out of range
+ * or repeated, a segment is empty or longer than the chunk size, a sequence would overflow its
+ * context, the step has more rows than allocated, or a token id is out of range. */
+Status engine_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
+                   int32_t *next_out);
+
 /* Whether every rank holds a bitwise-identical hidden state after the last forward (the
  * replicated router depends on it). */
 Status engine_replicas_agree(Engine *e, bool *agree_out);

@@ -43,7 +43,8 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
   }
   status_set_quiet(o->quiet);
   Engine engine;
-  EngineOptions eo = {o->context, o->chunk, !o->no_verify};
+  const EngineOptions eo = {.context_length = o->context, .max_chunk = o->chunk, .num_slots = o->parallel,
+                           .verify_checksums = !o->no_verify};
   int status = 1;
   if (engine_load(&engine, rank, o->model, &eo) == STATUS_OK) {
     if (rank.rank == 0) {

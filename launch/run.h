@@ -22,6 +22,7 @@ typedef struct {
   int64_t context;
   int64_t chunk;
   int64_t seed;
+  int64_t parallel;   /* --parallel: sequences at once (generate --batch, bench) */
   double temperature;
   double top_p;
   bool ids;

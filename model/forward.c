@@ -301,11 +301,12 @@ Status transformer_check_step(const Transformer *t, const StepSegment *segments,
       return status_error(STATUS_INVALID_ARGUMENT, "a sequence feeds 1 to %lld tokens per step, got %d",
                           (long long)t->max_chunk, g->num_tokens);
     }
-    if (t->slots[g->slot].position + g->num_tokens > t->context_length) {
+    const int64_t cached = g->reset ? 0 : t->slots[g->slot].position;
+    if (cached + g->num_tokens > t->context_length) {
       return status_error(STATUS_INVALID_ARGUMENT,
                           "the context is full: %lld tokens cached + %d new exceed the context length %lld "
                           "(raise --context, up to max_position_embeddings = %lld)",
-                          (long long)t->slots[g->slot].position, g->num_tokens, (long long)t->context_length,
+                          (long long)cached, g->num_tokens, (long long)t->context_length,
                           (long long)c->max_position_embeddings);
     }
     rows += g->num_tokens;
@@ -612,6 +613,9 @@ Status transformer_step(Transformer *t, const StepSegment *segments, int64_t num
                         const ShardReducer *reducer, float *logits) {
   Status st = transformer_check_step(t, segments, num_segments, tokens);
   if (st != STATUS_OK) return st;
+  for (int64_t i = 0; i < num_segments; i++) {
+    if (segments[i].reset) transformer_reset(t, segments[i].slot);
+  }
   plan_step(t, segments, num_segments, tokens);
   st = run_layers(t, reducer);
   if (st != STATUS_OK || !logits || t->plan->num_logits == 0) return st;

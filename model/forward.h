@@ -96,10 +96,12 @@ typedef struct {
 } StepCounters;
 
 /* One sequence's share of a forward step: num_tokens consecutive tokens appended to slot's cache
- * at its current position. With `logits` set the step computes the logits of its last token. */
+ * at its current position (0 with `reset`). With `logits` set the step computes the logits of its
+ * last token. */
 typedef struct {
   int32_t slot;
   int32_t num_tokens;
+  bool reset;   /* a new sequence: forget the slot's cache first */
   bool logits;
 } StepSegment;
 
