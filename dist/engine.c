@@ -42,6 +42,7 @@ typedef struct {
   int32_t exit_status; /* OP_STOP */
   int64_t num_tokens;
   int64_t num_segments; /* OP_STEP */
+  int32_t gather_logits; /* OP_STEP: rank 0 also gets the chosen rows' logits */
   float temperature;   /* OP_NEXT_SAMPLE */
   float top_p;
   double uniform;      /* rank 0's draw in [0, 1) */
@@ -490,8 +491,9 @@ static Status do_next_sample(Engine *e, const Command *cmd, const int32_t *token
 
 /* One step over several sequences (engine_step), then the next token of every segment that asks
  * for one, chosen together. */
-static Status do_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
-                      int32_t *next_out) {
+static Status do_step(Engine *e, const Command *cmd, const EngineSegment *segments, const int32_t *tokens,
+                      const OpResults *out) {
+  const int64_t num_segments = cmd->num_segments;
   StepSegment steps[num_segments];
   ChoiceRule rules[num_segments];
   int64_t num_choices = 0, num_tokens = 0;
@@ -505,9 +507,10 @@ static Status do_step(Engine *e, const EngineSegment *segments, int64_t num_segm
   e->tokens_forwarded += num_tokens;
   Status st = transformer_step(&e->transformer, steps, num_segments, tokens, &reducer, e->local_logits);
   if (st != STATUS_OK || num_choices == 0) return st;
+  if (cmd->gather_logits) st = gather_logits(e, num_choices, out->logits);
   int32_t ids[num_choices];
-  st = choose_tokens(e, e->local_logits, rules, num_choices, ids);
-  if (st == STATUS_OK && next_out) memcpy(next_out, ids, sizeof ids);
+  if (st == STATUS_OK) st = choose_tokens(e, e->local_logits, rules, num_choices, ids);
+  if (st == STATUS_OK && out->next) memcpy(out->next, ids, sizeof ids);
   return st;
 }
 
@@ -524,7 +527,7 @@ static Status do_check_replicas(Engine *e, bool *agree_out) {
 static Status execute(Engine *e, const Command *cmd, const EngineSegment *segments, const int32_t *tokens,
                       const OpResults *out) {
   switch ((Op)cmd->op) {
-    case OP_STEP: return do_step(e, segments, cmd->num_segments, tokens, out->next);
+    case OP_STEP: return do_step(e, cmd, segments, tokens, out);
     case OP_RESET:
       transformer_reset(&e->transformer, 0);
       return STATUS_OK;
@@ -614,7 +617,7 @@ Status engine_next_sample(Engine *e, const int32_t *tokens, int64_t n, float tem
 }
 
 Status engine_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
-                   int32_t *next_out) {
+                   int32_t *next_out, float *logits_out) {
   if (num_segments <= 0 || num_segments > e->transformer.num_slots) {
     return status_error(STATUS_INVALID_ARGUMENT, "a step needs 1 to %lld sequences, got %lld",
                         (long long)e->transformer.num_slots, (long long)num_segments);
@@ -627,8 +630,9 @@ Status engine_step(Engine *e, const EngineSegment *segments, int64_t num_segment
   }
   Status st = transformer_check_step(&e->transformer, steps, num_segments, tokens);
   if (st != STATUS_OK) return st;
-  const Command cmd = {.op = OP_STEP, .num_tokens = num_tokens, .num_segments = num_segments};
-  const OpResults out = {.next = next_out};
+  const Command cmd = {.op = OP_STEP, .num_tokens = num_tokens, .num_segments = num_segments,
+                       .gather_logits = logits_out != NULL};
+  const OpResults out = {.next = next_out, .logits = logits_out};
   return broadcast_and_execute(e, &cmd, segments, tokens, &out);
 }
 

@@ -77,12 +77,13 @@ typedef struct {
 } EngineSegment;
 
 /* One forward step over several sequences, then their next tokens: next_out[j] is the token of
- * the j-th segment with `choose` set. A sequence's tokens and logits never depend on the other
+ * the j-th segment with `choose` set. With logits_out (rank 0: [choosing segments, V]) the step
+ * also gathers those rows' logits (one more collective; tests, log-probabilities). A sequence's tokens and logits never depend on the other
  * segments. Workers follow with one broadcast. Refused (nothing runs) if a slot is out of range
  * or repeated, a segment is empty or longer than the chunk size, a sequence would overflow its
  * context, the step has more rows than allocated, or a token id is out of range. */
 Status engine_step(Engine *e, const EngineSegment *segments, int64_t num_segments, const int32_t *tokens,
-                   int32_t *next_out);
+                   int32_t *next_out, float *logits_out);
 
 /* Whether every rank holds a bitwise-identical hidden state after the last forward (the
  * replicated router depends on it). */
