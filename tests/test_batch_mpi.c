@@ -16,15 +16,14 @@
 
 #include "dist/engine.h"
 #include "dist/scheduler.h"
-#include "io/logits_file.h"
+#include "golden_mpi.h"
 #include "test_util.h"
 
 enum { SLOTS = 6, CONTEXT = 128, CHUNK = 8, MAX_GENERATED = 20, NUM_REQUESTS = 11 };
 
 static Engine g_engine;
-static float *g_ref;
-static int32_t *g_tokens, *g_greedy, g_long_prompt[CONTEXT + 2];
-static int64_t g_n, g_num_greedy, g_vocab;
+static GoldenReference g_golden;
+static int32_t g_long_prompt[CONTEXT + 2];
 
 /* What one request produced. */
 typedef struct {
@@ -46,7 +45,7 @@ static void on_token(void *ctx, int64_t id, int32_t token, const float *logits) 
   assert_true(o->count < MAX_GENERATED);
   assert_non_null(logits);
   o->tokens[o->count] = token;
-  memcpy(o->logits + o->count * g_vocab, logits, (size_t)g_vocab * sizeof *logits);
+  memcpy(o->logits + o->count * g_golden.vocab, logits, (size_t)g_golden.vocab * sizeof *logits);
   o->count++;
 }
 
@@ -65,9 +64,9 @@ static SeqRequest request(int i) {
   static const int32_t lengths[NUM_REQUESTS] = {20, 3, 11, 1, 9, 2, 5, 1, 16, 48, 0};
   static const float temperatures[NUM_REQUESTS] = {0, 0.9f, 0, 1.0f, 0.7f, 0, 1.2f, 0, 0.8f, 0, 0};
   static const float top_ps[NUM_REQUESTS] = {1, 1, 1, 0.8f, 1, 1, 0.9f, 1, 1, 1, 1};
-  SeqRequest r = {.prompt = g_tokens + offsets[i], .prompt_len = lengths[i], .max_tokens = 4 + i % 5,
+  SeqRequest r = {.prompt = g_golden.tokens + offsets[i], .prompt_len = lengths[i], .max_tokens = 4 + i % 5,
                   .temperature = temperatures[i], .top_p = top_ps[i], .seed = 1000 + (uint64_t)i};
-  if (i == 9) r.max_tokens = g_num_greedy; /* the golden prompt: the reference's greedy tokens */
+  if (i == 9) r.max_tokens = g_golden.num_greedy; /* the golden prompt: the reference's greedy tokens */
   if (i == 10) { /* longer than the context: refused alone, the others still run */
     r.prompt = g_long_prompt;
     r.prompt_len = CONTEXT + 1;
@@ -83,7 +82,7 @@ static SeqRequest filling_request(void) {
 
 static void alloc_outcomes(Outcome *o, int n) {
   memset(o, 0, (size_t)n * sizeof *o);
-  for (int i = 0; i < n; i++) o[i].logits = malloc((size_t)(MAX_GENERATED * g_vocab) * sizeof(float));
+  for (int i = 0; i < n; i++) o[i].logits = malloc((size_t)(MAX_GENERATED * g_golden.vocab) * sizeof(float));
 }
 
 static void free_outcomes(Outcome *o, int n) {
@@ -138,14 +137,14 @@ static void test_batched_requests_match_alone(void **state) {
     assert_int_equal(together[i].finish, alone[i].finish);
     assert_int_equal(together[i].count, alone[i].count);
     assert_memory_equal(together[i].tokens, alone[i].tokens, (size_t)alone[i].count * sizeof(int32_t));
-    assert_memory_equal(together[i].logits, alone[i].logits, (size_t)(alone[i].count * g_vocab) * sizeof(float));
+    assert_memory_equal(together[i].logits, alone[i].logits, (size_t)(alone[i].count * g_golden.vocab) * sizeof(float));
   }
   /* The first request's prompt is the golden sequence's first 20 tokens. */
-  assert_logits_row_matches(together[0].logits, g_ref + 19 * g_vocab, g_vocab, 19);
+  assert_logits_row_matches(together[0].logits, g_golden.logits + 19 * g_golden.vocab, g_golden.vocab, 19);
   /* The whole golden prompt, batched: the reference's greedy tokens, and its last row's logits. */
-  assert_int_equal(together[9].count, g_num_greedy);
-  assert_memory_equal(together[9].tokens, g_greedy, (size_t)g_num_greedy * sizeof(int32_t));
-  assert_logits_row_matches(together[9].logits, g_ref + (g_n - 1) * g_vocab, g_vocab, g_n - 1);
+  assert_int_equal(together[9].count, g_golden.num_greedy);
+  assert_memory_equal(together[9].tokens, g_golden.greedy, (size_t)g_golden.num_greedy * sizeof(int32_t));
+  assert_logits_row_matches(together[9].logits, g_golden.logits + (g_golden.n - 1) * g_golden.vocab, g_golden.vocab, g_golden.n - 1);
   assert_int_equal(together[10].finish, FINISH_CONTEXT);
   assert_int_equal(together[10].count, 0);
   assert_non_null(strstr(together[10].error, "context"));
@@ -161,7 +160,7 @@ static void test_batched_requests_match_alone(void **state) {
 static void test_bad_steps_refused_without_hang(void **state) {
   (void)state;
   status_set_silent(1);
-  const int32_t tokens[4] = {1, 2, 3, (int32_t)g_vocab};
+  const int32_t tokens[4] = {1, 2, 3, (int32_t)g_golden.vocab};
   EngineSegment twice[2] = {{.slot = 1, .num_tokens = 1, .reset = 1}, {.slot = 1, .num_tokens = 1, .reset = 1}};
   assert_int_equal(engine_step(&g_engine, twice, 2, tokens, NULL, NULL), STATUS_INVALID_ARGUMENT);
   assert_non_null(strstr(status_last_error(), "twice"));
@@ -171,48 +170,25 @@ static void test_bad_steps_refused_without_hang(void **state) {
   EngineSegment bad_slot = {.slot = SLOTS, .num_tokens = 1};
   assert_int_equal(engine_step(&g_engine, &bad_slot, 1, tokens, NULL, NULL), STATUS_INVALID_ARGUMENT);
   EngineSegment too_long = {.slot = 0, .num_tokens = CHUNK + 1, .reset = 1};
-  assert_int_equal(engine_step(&g_engine, &too_long, 1, g_tokens, NULL, NULL), STATUS_INVALID_ARGUMENT);
+  assert_int_equal(engine_step(&g_engine, &too_long, 1, g_golden.tokens, NULL, NULL), STATUS_INVALID_ARGUMENT);
   status_set_silent(0);
   EngineSegment good = {.slot = 2, .num_tokens = 3, .reset = 1, .choose = 1};
   int32_t next = -1;
   assert_int_equal(engine_step(&g_engine, &good, 1, tokens, &next, NULL), STATUS_OK);
-  assert_true(next >= 0 && next < g_vocab);
+  assert_true(next >= 0 && next < g_golden.vocab);
+}
+
+static int run_batch_tests(void) {
+  if (g_golden.num_greedy > MAX_GENERATED) return 1;
+  for (int i = 0; i < CONTEXT + 2; i++) g_long_prompt[i] = g_golden.tokens[i % g_golden.n];
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batched_requests_match_alone),
+      cmocka_unit_test(test_bad_steps_refused_without_hang),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
 int main(int argc, char **argv) {
-  RankInfo rank;
-  if (dist_init(&argc, &argv, &rank) != STATUS_OK) return 1;
-  if (argc != 3) {
-    if (rank.rank == 0) status_error(STATUS_INVALID_ARGUMENT, "usage: test_batch_mpi MODEL_DIR REFERENCE.h5");
-    dist_finalize();
-    return 2;
-  }
-  EngineOptions options = {.context_length = CONTEXT, .max_chunk = CHUNK, .num_slots = SLOTS, .verify_checksums = true};
-  int status = 1;
-  if (engine_load(&g_engine, rank, argv[1], &options) == STATUS_OK) {
-    if (rank.rank == 0) {
-      int64_t dims[2];
-      Status st = h5_read_floats(argv[2], "logits", &g_ref, dims);
-      if (st == STATUS_OK) st = h5_read_ints(argv[2], "tokens", &g_tokens, &g_n);
-      if (st == STATUS_OK) st = h5_read_ints(argv[2], "greedy", &g_greedy, &g_num_greedy);
-      g_vocab = dims[1];
-      for (int i = 0; st == STATUS_OK && i < CONTEXT + 2; i++) g_long_prompt[i] = g_tokens[i % g_n];
-      const struct CMUnitTest tests[] = {
-          cmocka_unit_test(test_batched_requests_match_alone),
-          cmocka_unit_test(test_bad_steps_refused_without_hang),
-      };
-      status = st == STATUS_OK && g_vocab == g_engine.config.vocab_size && g_num_greedy <= MAX_GENERATED
-                   ? cmocka_run_group_tests(tests, NULL, NULL)
-                   : 1;
-      engine_stop(&g_engine, status == 0 ? 0 : 1);
-    } else {
-      status = engine_serve(&g_engine);
-    }
-  }
-  engine_free(&g_engine);
-  free(g_ref);
-  free(g_tokens);
-  free(g_greedy);
-  dist_finalize();
-  return status == 0 ? 0 : 1;
+  const EngineOptions options = {.context_length = CONTEXT, .max_chunk = CHUNK, .num_slots = SLOTS, .verify_checksums = true};
+  return golden_mpi_main(argc, argv, &options, &g_engine, &g_golden, run_batch_tests);
 }
