@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "launch/bench_concurrency.h"
 #include "launch/commands.h"
 #include "launch/run.h"
 #include "model/sampler.h"
@@ -17,6 +18,8 @@ typedef struct {
   int64_t decode_tokens;
   bool json;
   bool skip_probe;
+  const char *concurrency_text;
+  BenchConcurrency concurrency;
 } BenchOptions;
 
 static BenchOptions g_bench = {.prompt_tokens = 512, .decode_tokens = 128};
@@ -95,6 +98,7 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
   for (int64_t i = 0; st == STATUS_OK && i < D; i++) st = engine_next_greedy(e, &token, 1, &token);
   const double decode_s = phase_clock() - start;
   if (st == STATUS_OK) st = engine_collect_stats(e, decode_stats, true);
+  if (st == STATUS_OK && b->concurrency_text) st = bench_run_concurrency(e, D, &g_bench.concurrency);
   if (st == STATUS_OK) {
     const double prefill_tps = (double)P / prefill_s, decode_tps = (double)D / decode_s;
     const double bytes = (double)weights_decode_bytes_per_token(&e->config);
@@ -109,6 +113,10 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
       print_phases_json(e, prefill_stats, "prefill");
       printf(", ");
       print_phases_json(e, decode_stats, "decode");
+      if (b->concurrency_text) {
+        printf(", ");
+        bench_print_concurrency_json(e, &b->concurrency, stdout, print_phases_json);
+      }
       printf("}\n");
     } else {
       printf("model: %lld layers, %lld experts (top-%lld), vocab %lld; %d rank(s) x %d thread(s)\n",
@@ -126,24 +134,38 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
       engine_print_stats(e, prefill_stats, stdout);
       printf("\ndecode phases:\n");
       engine_print_stats(e, decode_stats, stdout);
+      if (b->concurrency_text) bench_print_concurrency(e, &b->concurrency, stdout);
     }
   }
+  bench_concurrency_free(&g_bench.concurrency);
   free(prompt);
   free(prefill_stats);
   free(decode_stats);
   return st == STATUS_OK ? 0 : 1;
 }
 
+/* --concurrency sets how many sequence slots the engine allocates. */
+static Status prepare_bench(RunOptions *o) {
+  if (!g_bench.concurrency_text) return STATUS_OK;
+  Status st = bench_parse_concurrency(g_bench.concurrency_text, &g_bench.concurrency);
+  if (st == STATUS_OK && o->parallel < g_bench.concurrency.max_sequences) o->parallel = g_bench.concurrency.max_sequences;
+  return st;
+}
+
 int cmd_bench(int argc, char **argv) {
-  RunOptions o = {0};
+  RunOptions o = {.prepare = prepare_bench};
   const Option options[] = {
       RUN_COMMON_OPTIONS(o),
       {"--prompt-tokens", OPT_INT, &g_bench.prompt_tokens, "prefill length (default 512)"},
       {"--decode-tokens", OPT_INT, &g_bench.decode_tokens, "tokens decoded after the prompt (default 128)"},
       {"--json", OPT_FLAG, &g_bench.json, "print one JSON object"},
       {"--no-probe", OPT_FLAG, &g_bench.skip_probe, "skip the memory bandwidth probe"},
+      {"--concurrency", OPT_STRING, &g_bench.concurrency_text,
+       "also decode with P sequences at once for each P of a list like 1,2,4,8: aggregate and per-sequence tokens/s, "
+       "weight bytes per step, distinct experts per layer"},
+      {"--parallel", OPT_INT, &o.parallel, "sequence slots (KV caches) to allocate; default: the largest --concurrency"},
   };
   return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
-                           "gptoss bench --model MODEL [--prompt-tokens 512] [--decode-tokens 128] [--json]", &o,
+                           "gptoss bench --model MODEL [--prompt-tokens 512] [--decode-tokens 128] [--concurrency 1,2,4,8] [--json]", &o,
                            drive_bench);
 }

@@ -34,6 +34,7 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
     st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: give exactly one of --tokens IDS or --prompt TEXT", argv[0]);
   }
   if (st == STATUS_OK && !help && o->tokens_text) st = args_parse_ids(o->tokens_text, &tokens, &num_tokens);
+  if (st == STATUS_OK && !help && o->prepare) st = o->prepare(o);
   status_set_silent(0);
   if (help && rank.rank == 0) args_print_help(stdout, usage, options, num_options);
   if (st != STATUS_OK || help) {

@@ -9,7 +9,7 @@
 #include "dist/engine.h"
 #include "launch/args.h"
 
-typedef struct {
+typedef struct RunOptions {
   const char *model;
   const char *tokens_text;
   const char *prompt;
@@ -32,6 +32,9 @@ typedef struct {
   bool quiet;
   bool verbose;
   bool needs_input;   /* the command requires --tokens or --prompt */
+  /* Called on every rank once the options are parsed, before anything is loaded: a command's own
+   * checks and derived settings (e.g. --parallel from bench --concurrency). */
+  Status (*prepare)(struct RunOptions *o);
 } RunOptions;
 
 #define RUN_COMMON_OPTIONS(o)                                                                         \

@@ -42,6 +42,18 @@ static float dot_f32_f32_portable(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
+float *kernel_thread_buffer(size_t floats) {
+  static _Thread_local float *buffer = NULL;
+  static _Thread_local size_t capacity = 0;
+  if (floats > capacity) {
+    free(buffer);
+    capacity = floats;
+    buffer = malloc(capacity * sizeof *buffer);
+    if (!buffer) capacity = 0;
+  }
+  return buffer;
+}
+
 /* ---- reference versions: element by element, no threads ---- */
 
 void matmul_f32_bf16w_ref(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
@@ -76,7 +88,7 @@ void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scale
 /* ---- engine versions: portable inner loops (decode each row once, dot it with every token) ---- */
 
 static void matmul_rows_f32_bf16w_portable(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
-  float *row = malloc((size_t)a->cols * sizeof *row);
+  float *row = kernel_thread_buffer((size_t)a->cols);
   assert(row);
   for (int64_t r = row_begin; r < row_end; r++) {
     bf16_decode_row_portable(row, (const uint16_t *)a->weights + r * a->cols, a->cols);
@@ -85,12 +97,11 @@ static void matmul_rows_f32_bf16w_portable(const MatmulArgs *a, int64_t row_begi
       a->y[t * a->rows + r] = dot_f32_f32_portable(row, a->x + t * a->cols, a->cols) + bias;
     }
   }
-  free(row);
 }
 
 static void matmul_rows_f32_mxfp4w_portable(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const int64_t blocks_per_row = a->cols / MXFP4_BLOCK_ELEMS;
-  float *row = malloc((size_t)a->cols * sizeof *row);
+  float *row = kernel_thread_buffer((size_t)a->cols);
   assert(row);
   for (int64_t r = row_begin; r < row_end; r++) {
     mxfp4_decode_row_portable(row, (const uint8_t *)a->weights + r * blocks_per_row * MXFP4_BLOCK_BYTES,
@@ -100,7 +111,6 @@ static void matmul_rows_f32_mxfp4w_portable(const MatmulArgs *a, int64_t row_beg
       a->y[t * a->rows + r] = dot_f32_f32_portable(row, a->x + t * a->cols, a->cols) + bias;
     }
   }
-  free(row);
 }
 
 /* ---- one table of inner loops per ISA, chosen once ---- */

@@ -22,28 +22,22 @@
 enum { BF16_PREFETCH_BYTES = 1024, MXFP4_PREFETCH_BYTES = 4096 };
 
 enum { LANES = 8 };
+/* Rows whose bias a call converts at a time (a stack buffer, no allocation per call). */
+enum { BF16_BIAS_CHUNK = 256 };
 
 /* ================= bf16 =================
- * Dots accumulate 32-element blocks alternately into two sets of four 8-lane accumulators (eight
- * independent FMA chains hide FMA latency), then a scalar fmaf tail, then one fixed reduction. */
-
-enum { BF16_BLOCK = 32, BF16_GROUPS = BF16_BLOCK / LANES, BF16_ACC = 2 * BF16_GROUPS };
+ * Every output — row r against token t — is summed the same way, whatever else the call computes:
+ * two 8-lane accumulators, vector v of the row going to accumulator v % 2, in order; then their
+ * sum, a fixed horizontal sum, and a scalar fmaf tail for cols % 8. The kernels differ only in
+ * how many outputs they compute side by side, sharing loads: a block of rows against one token
+ * (decode: the rows stream from memory, several FMA chains in flight) or a few rows against a
+ * few tokens (a batch: each weight vector is loaded once for all of them, each token vector once
+ * for all rows). So a token gets the same bits alone or in any batch. */
+enum { BF16_TAIL_LANES = LANES };
 
 AVX2_FN static inline __m256 bf16x8_to_f32(const uint16_t *p) {
   const __m128i bits = _mm_loadu_si128((const __m128i *)p);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
-}
-
-AVX2_FN static inline void fma_block_f32(__m256 acc[BF16_GROUPS], const float *a, const float *x) {
-  for (int j = 0; j < BF16_GROUPS; j++) {
-    acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + j * LANES), _mm256_loadu_ps(x + j * LANES), acc[j]);
-  }
-}
-
-AVX2_FN static inline void fma_block_bf16(__m256 acc[BF16_GROUPS], const uint16_t *w, const float *x) {
-  for (int j = 0; j < BF16_GROUPS; j++) {
-    acc[j] = _mm256_fmadd_ps(bf16x8_to_f32(w + j * LANES), _mm256_loadu_ps(x + j * LANES), acc[j]);
-  }
 }
 
 AVX2_FN static inline float hsum_f32x8(__m256 v) {
@@ -53,42 +47,51 @@ AVX2_FN static inline float hsum_f32x8(__m256 v) {
   return _mm_cvtss_f32(h);
 }
 
-AVX2_FN static inline float reduce_bf16_acc(const __m256 acc[BF16_ACC], float tail) {
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
-                                 _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])));
-  return hsum_f32x8(s) + tail;
+static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, int64_t cols) {
+  float tail = 0.0f;
+  for (int64_t c = from; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
+  return tail;
 }
 
-/* The dot of a decoded bf16 row: must stay in step with dot_f32_bf16w below. */
-AVX2_FN static float dot_f32_f32(const float *a, const float *x, int64_t cols) {
-  __m256 acc[BF16_ACC];
-  for (int i = 0; i < BF16_ACC; i++) acc[i] = _mm256_setzero_ps();
-  const int64_t num_blocks = cols / BF16_BLOCK;
-  int64_t b = 0;
-  for (; b + 2 <= num_blocks; b += 2) {
-    fma_block_f32(acc, a + b * BF16_BLOCK, x + b * BF16_BLOCK);
-    fma_block_f32(acc + BF16_GROUPS, a + (b + 1) * BF16_BLOCK, x + (b + 1) * BF16_BLOCK);
+/* Outputs of R rows (w + i·cols) against T tokens (x + j·x_stride), into y[j·y_stride + i] with
+ * bias[i] added. R and T are constants at every call, so the loops unroll and the accumulators
+ * stay in registers: 2·R·T of them plus R weight vectors and one token vector, within 16. */
+AVX2_FN static inline __attribute__((always_inline)) void bf16_block(const uint16_t *w, const float *x, int64_t cols,
+                                                                    int64_t x_stride, float *y, int64_t y_stride,
+                                                                    const float *bias, const int R, const int T) {
+  __m256 acc[4][3][2];
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm256_setzero_ps();
   }
-  if (b < num_blocks) fma_block_f32(acc, a + b * BF16_BLOCK, x + b * BF16_BLOCK);
-  float tail = 0.0f;
-  for (int64_t c = num_blocks * BF16_BLOCK; c < cols; c++) tail = fmaf(a[c], x[c], tail);
-  return reduce_bf16_acc(acc, tail);
-}
-
-AVX2_FN static float dot_f32_bf16w(const uint16_t *w, const float *x, int64_t cols) {
-  __m256 acc[BF16_ACC];
-  for (int i = 0; i < BF16_ACC; i++) acc[i] = _mm256_setzero_ps();
-  const int64_t num_blocks = cols / BF16_BLOCK;
-  int64_t b = 0;
-  for (; b + 2 <= num_blocks; b += 2) {
-    _mm_prefetch((const char *)(w + b * BF16_BLOCK) + BF16_PREFETCH_BYTES, _MM_HINT_T0);
-    fma_block_bf16(acc, w + b * BF16_BLOCK, x + b * BF16_BLOCK);
-    fma_block_bf16(acc + BF16_GROUPS, w + (b + 1) * BF16_BLOCK, x + (b + 1) * BF16_BLOCK);
+  const int64_t vectors = cols / LANES;
+  int64_t v = 0;
+  for (; v + 2 <= vectors; v += 2) {
+    for (int half = 0; half < 2; half++) {
+      const int64_t c = (v + half) * LANES;
+      __m256 wv[4];
+      for (int i = 0; i < R; i++) {
+        if (half == 0) _mm_prefetch((const char *)(w + i * cols + c) + BF16_PREFETCH_BYTES, _MM_HINT_T0);
+        wv[i] = bf16x8_to_f32(w + i * cols + c);
+      }
+      for (int j = 0; j < T; j++) {
+        const __m256 xv = _mm256_loadu_ps(x + j * x_stride + c);
+        for (int i = 0; i < R; i++) acc[i][j][half] = _mm256_fmadd_ps(wv[i], xv, acc[i][j][half]);
+      }
+    }
   }
-  if (b < num_blocks) fma_block_bf16(acc, w + b * BF16_BLOCK, x + b * BF16_BLOCK);
-  float tail = 0.0f;
-  for (int64_t c = num_blocks * BF16_BLOCK; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
-  return reduce_bf16_acc(acc, tail);
+  if (v < vectors) {
+    const int64_t c = v * LANES;
+    for (int j = 0; j < T; j++) {
+      const __m256 xv = _mm256_loadu_ps(x + j * x_stride + c);
+      for (int i = 0; i < R; i++) acc[i][j][0] = _mm256_fmadd_ps(bf16x8_to_f32(w + i * cols + c), xv, acc[i][j][0]);
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) {
+      const float dot = hsum_f32x8(_mm256_add_ps(acc[i][j][0], acc[i][j][1]));
+      y[j * y_stride + i] = dot + bf16_tail(w + i * cols, x + j * x_stride, vectors * LANES, cols) + bias[i];
+    }
+  }
 }
 
 AVX2_FN void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols) {
@@ -97,21 +100,38 @@ AVX2_FN void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols)
   for (; c < cols; c++) out[c] = bf16_to_f32(row[c]);
 }
 
-void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+/* One token: four rows at a time (eight FMA chains over four streams). A batch: two rows against
+ * three tokens at a time, then the leftover tokens, then a leftover row. */
+AVX2_FN void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const uint16_t *w = a->weights;
-  float *row = a->num_tokens > 1 ? malloc((size_t)a->cols * sizeof *row) : NULL;
-  assert(a->num_tokens == 1 || row);
-  for (int64_t r = row_begin; r < row_end; r++) {
-    const float bias = matmul_bias_f32(a, r);
+  float bias[BF16_BIAS_CHUNK];
+  for (int64_t chunk = row_begin; chunk < row_end; chunk += BF16_BIAS_CHUNK) {
+    const int64_t chunk_end = chunk + BF16_BIAS_CHUNK < row_end ? chunk + BF16_BIAS_CHUNK : row_end;
+    for (int64_t r = chunk; r < chunk_end; r++) bias[r - chunk] = matmul_bias_f32(a, r);
+/* Rows [r, r + R) against tokens [t, t + T). */
+#define BF16_BLOCK(R, T)                                                                                            \
+  bf16_block(w + r * a->cols, a->x + t * a->cols, a->cols, a->cols, a->y + t * a->rows + r, a->rows, bias + (r - chunk), R, T)
+    int64_t r = chunk;
     if (a->num_tokens == 1) {
-      a->y[r] = dot_f32_bf16w(w + r * a->cols, a->x, a->cols) + bias;
+      const int64_t t = 0;
+      for (; r + 4 <= chunk_end; r += 4) BF16_BLOCK(4, 1);
+      for (; r < chunk_end; r++) BF16_BLOCK(1, 1);
       continue;
     }
-    bf16_decode_row_avx2(row, w + r * a->cols, a->cols);
-    for (int64_t t = 0; t < a->num_tokens; t++) a->y[t * a->rows + r] = dot_f32_f32(row, a->x + t * a->cols, a->cols) + bias;
+    for (; r + 2 <= chunk_end; r += 2) {
+      int64_t t = 0;
+      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(2, 3);
+      if (a->num_tokens - t == 2) BF16_BLOCK(2, 2);
+      if (a->num_tokens - t == 1) BF16_BLOCK(2, 1);
+    }
+    for (; r < chunk_end; r++) {
+      int64_t t = 0;
+      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(1, 3);
+      for (; t < a->num_tokens; t++) BF16_BLOCK(1, 1);
+    }
   }
-  free(row);
 }
+#undef BF16_BLOCK
 
 /* ================= MXFP4 =================
  * Decoding is the bottleneck here, not memory, so it avoids per-element work: pshufb looks up the
@@ -260,23 +280,27 @@ AVX2_FN static void mxfp4_unpack_row(float *unpacked, const uint8_t *blocks, int
   }
 }
 
-/* ... then dot it with each token: the same operations as dot_f32_mxfp4w, so the same bits. */
-AVX2_FN static float dot_f32_mxfp4_unpacked(const float *unpacked, const uint8_t *scales, const float *xp,
-                                            int64_t cols) {
+/* ... then dot it with tokens, T at a time (1 or 2: the unpacked pair stays in registers for
+ * both): for each token the same operations as dot_f32_mxfp4w, so the same bits. */
+AVX2_FN static inline __attribute__((always_inline)) void dot_f32_mxfp4_unpacked(const float *unpacked,
+                                                                                const uint8_t *scales, const float *xp,
+                                                                                int64_t padded, int64_t cols,
+                                                                                float *out, const int T) {
   const int64_t num_blocks = cols / BLOCK;
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < num_blocks; b += 2) {
     __m256 v[PAIR_VECTORS];
     for (int i = 0; i < PAIR_VECTORS; i++) v[i] = _mm256_loadu_ps(unpacked + b * BLOCK + i * LANES);
-    acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + b * BLOCK), mxfp4_pair_scale(scales, b, num_blocks), acc);
+    const __m256 scale = mxfp4_pair_scale(scales, b, num_blocks);
+    for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + t * padded + b * BLOCK), scale, acc[t]);
   }
-  return hsum_f32x8(acc);
+  for (int t = 0; t < T; t++) out[t] = hsum_f32x8(acc[t]);
 }
 
-void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+AVX2_FN void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const int64_t padded = mxfp4_padded_cols(a->cols), blocks_per_row = a->cols / BLOCK;
   /* Each token's permuted x, then room for one unpacked row. */
-  float *xp = malloc((size_t)((a->num_tokens + 1) * padded) * sizeof *xp);
+  float *xp = kernel_thread_buffer((size_t)((a->num_tokens + 1) * padded));
   assert(xp);
   for (int64_t t = 0; t < a->num_tokens; t++) mxfp4_permute_x(xp + t * padded, a->x + t * a->cols, a->cols);
   float *unpacked = xp + a->num_tokens * padded;
@@ -289,11 +313,17 @@ void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t
       continue;
     }
     mxfp4_unpack_row(unpacked, blocks, a->cols);
-    for (int64_t t = 0; t < a->num_tokens; t++) {
-      a->y[t * a->rows + r] = dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, a->cols) + bias;
+    float dots[2];
+    int64_t t = 0;
+    for (; t + 2 <= a->num_tokens; t += 2) {
+      dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, padded, a->cols, dots, 2);
+      a->y[t * a->rows + r] = dots[0] + bias;
+      a->y[(t + 1) * a->rows + r] = dots[1] + bias;
+    }
+    if (t < a->num_tokens) {
+      dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, padded, a->cols, dots, 1);
+      a->y[t * a->rows + r] = dots[0] + bias;
     }
   }
-  free(xp);
 }
-
 #endif

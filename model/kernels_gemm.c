@@ -105,7 +105,7 @@ void matmul_gemm_f32(const MatmulArgs *a, DecodeTileRowFn decode_row) {
   const bool dynamic = num_items >= GEMM_DYNAMIC_ITEMS_PER_THREAD * omp_get_max_threads();
 #pragma omp parallel
   {
-    float *tile = malloc((size_t)(g.tile_rows * a->cols) * sizeof *tile);
+    float *tile = kernel_thread_buffer((size_t)(g.tile_rows * a->cols));
     assert(tile);
     int64_t decoded_tile = -1;
     if (dynamic) {
@@ -115,7 +115,6 @@ void matmul_gemm_f32(const MatmulArgs *a, DecodeTileRowFn decode_row) {
 #pragma omp for schedule(static)
       for (int64_t item = 0; item < num_items; item++) gemm_item_f32(a, decode_row, &g, item, tile, &decoded_tile);
     }
-    free(tile);
   }
 }
 
@@ -216,7 +215,7 @@ void attention_chunk_f32(float *out, const float *q, const float *keys, const fl
   blas_single_threaded();
 #pragma omp parallel if (num_blocks > 1)
   {
-    float *scores = malloc((size_t)(block_rows * (max_width + 1)) * sizeof *scores);
+    float *scores = kernel_thread_buffer((size_t)(block_rows * (max_width + 1)));
     assert(scores);
     float *inv_denom = scores + block_rows * max_width;
 #pragma omp for schedule(dynamic, 1)
@@ -224,6 +223,5 @@ void attention_chunk_f32(float *out, const float *q, const float *keys, const fl
       const int64_t i0 = b * ATTENTION_QUERY_BLOCK;
       attention_block_f32(&c, i0, min_i64(ATTENTION_QUERY_BLOCK, n - i0), scores, inv_denom);
     }
-    free(scores);
   }
 }

@@ -8,6 +8,7 @@
 #ifndef GPTOSS_MODEL_KERNELS_ISA_H
 #define GPTOSS_MODEL_KERNELS_ISA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/kernels.h"
@@ -26,6 +27,11 @@ typedef void (*MatmulRowsFn)(const MatmulArgs *args, int64_t row_begin, int64_t 
 static inline float matmul_bias_f32(const MatmulArgs *args, int64_t r) {
   return args->bias ? bf16_to_f32(args->bias[r]) : 0.0f;
 }
+
+/* This thread's scratch buffer of at least `floats` floats: grown when a call needs more, then
+ * kept, so the kernels allocate nothing per call once warm. One per thread: a caller must not
+ * hold it across another kernel call. NULL if out of memory. */
+float *kernel_thread_buffer(size_t floats);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GPTOSS_HAVE_AVX2_KERNELS 1

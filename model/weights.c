@@ -124,14 +124,19 @@ size_t weights_replicated_specs(const GptOssConfig *c, ReplicatedWeights *bind, 
   return list.num_bytes;
 }
 
-uint64_t weights_decode_bytes_per_token(const GptOssConfig *c) {
+uint64_t weights_step_bytes(const GptOssConfig *c, int64_t num_rows, double unique_experts) {
   const uint64_t H = (uint64_t)c->hidden_size, D = (uint64_t)c->head_dim, Hq = (uint64_t)c->num_attention_heads;
   const uint64_t Hkv = (uint64_t)c->num_key_value_heads, E = (uint64_t)c->num_local_experts;
-  const uint64_t I = (uint64_t)c->intermediate_size, K = (uint64_t)c->num_experts_per_tok;
+  const uint64_t I = (uint64_t)c->intermediate_size;
   const uint64_t bf16 = 2, mxfp4_per_32 = MXFP4_BLOCK_BYTES + 1; /* 16 code bytes + 1 scale byte */
   const uint64_t attention = (2 * Hq * D * H + 2 * Hkv * D * H + Hq * D + 2 * Hkv * D + H + Hq) * bf16;
   const uint64_t norms_router = (2 * H + E * H + E) * bf16;
   const uint64_t expert = (2 * I * (H / 32) + H * (I / 32)) * mxfp4_per_32 + (2 * I + H) * bf16;
-  const uint64_t per_layer = attention + norms_router + K * expert;
-  return (uint64_t)c->num_hidden_layers * per_layer + (H + (uint64_t)c->vocab_size * H + H) * bf16;
+  const uint64_t dense = (uint64_t)c->num_hidden_layers * (attention + norms_router) +
+                         ((uint64_t)num_rows * H + (uint64_t)c->vocab_size * H + H) * bf16;
+  return dense + (uint64_t)(unique_experts * (double)expert + 0.5);
+}
+
+uint64_t weights_decode_bytes_per_token(const GptOssConfig *c) {
+  return weights_step_bytes(c, 1, (double)(c->num_hidden_layers * c->num_experts_per_tok));
 }

@@ -91,6 +91,9 @@ size_t weights_replicated_specs(const GptOssConfig *config, ReplicatedWeights *b
 /* Weight bytes one decoded token reads across all ranks: every attention, norm and router
  * weight, the k selected experts of each layer, one embedding row and all of lm_head. */
 uint64_t weights_decode_bytes_per_token(const GptOssConfig *config);
+/* The same for a step of num_rows rows that selected unique_experts distinct experts in all
+ * (summed over layers): the dense weights once, an embedding row per row, each expert once. */
+uint64_t weights_step_bytes(const GptOssConfig *config, int64_t num_rows, double unique_experts);
 
 /* Number of elements of a spec in the model directory / in the source checkpoint. */
 int64_t tensor_spec_elements(const TensorSpec *spec);

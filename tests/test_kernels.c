@@ -252,7 +252,31 @@ static void check_deterministic(MatmulFn matmul, const float *y, const void *wei
   free(other);
 }
 
+/* The row-streaming variant (batched decode): close to the reference for any batch, and every
+ * token of a batch of any size exactly what it gives alone. */
+static void check_stream_batch_invariant(MatmulFn stream, const float *y_ref, const float *w_f32, const void *weights,
+                                         const uint16_t *bias, const float *x, const Shape *s, const char *what) {
+  const size_t y_bytes = (size_t)(s->num_tokens * s->rows) * sizeof(float);
+  float *batch = malloc(y_bytes), *alone = malloc((size_t)s->rows * sizeof(float));
+  stream(batch, weights, bias, x, s->num_tokens, s->rows, s->cols);
+  check_against_ref(batch, y_ref, w_f32, bias, x, s, what);
+  for (int64_t t = 0; t < s->num_tokens; t++) {
+    stream(alone, weights, bias, x + t * s->cols, 1, s->rows, s->cols);
+    if (memcmp(alone, batch + t * s->rows, (size_t)s->rows * sizeof(float)) != 0) {
+      fail_msg("%s: streamed token %lld of a batch of %lld differs from the same token alone", what, (long long)t,
+               (long long)s->num_tokens);
+    }
+  }
+  free(batch);
+  free(alone);
+}
+
 /* ---- bf16 ---- */
+
+static void matmul_bf16w_stream_engine(float *y, const void *w, const uint16_t *bias, const float *x, int64_t n,
+                                       int64_t rows, int64_t cols) {
+  matmul_f32_bf16w_stream(y, w, bias, x, n, rows, cols);
+}
 
 static void matmul_bf16w_engine(float *y, const void *w, const uint16_t *bias, const float *x, int64_t n, int64_t rows,
                                 int64_t cols) {
@@ -276,6 +300,7 @@ static void check_matmul_bf16w(KernelIsa isa, const Shape *s) {
   matmul_f32_bf16w_ref(y_ref, w, b, x, s->num_tokens, s->rows, s->cols);
   check_against_ref(y, y_ref, w_f32, b, x, s, what);
   check_deterministic(matmul_bf16w_engine, y, w, b, x, s, what);
+  check_stream_batch_invariant(matmul_bf16w_stream_engine, y_ref, w_f32, w, b, x, s, what);
   free(w), free(bias), free(w_f32), free(x), free(y), free(y_ref);
 }
 
@@ -298,6 +323,12 @@ static void matmul_mxfp4w_engine(float *y, const void *weights, const uint16_t *
                                  int64_t rows, int64_t cols) {
   const Mxfp4Weights *w = weights;
   matmul_f32_mxfp4w(y, w->blocks, w->scales, bias, x, n, rows, cols);
+}
+
+static void matmul_mxfp4w_stream_engine(float *y, const void *weights, const uint16_t *bias, const float *x, int64_t n,
+                                        int64_t rows, int64_t cols) {
+  const Mxfp4Weights *w = weights;
+  matmul_f32_mxfp4w_stream(y, w->blocks, w->scales, bias, x, n, rows, cols);
 }
 
 /* scale_code < 0: random ordinary scales; otherwise every block uses scale_code, and x is
@@ -328,6 +359,7 @@ static void check_matmul_mxfp4w(KernelIsa isa, const Shape *s, int scale_code) {
   check_against_ref(y, y_ref, w_f32, b, x, s, what);
   const Mxfp4Weights weights = {blocks, scales};
   check_deterministic(matmul_mxfp4w_engine, y, &weights, b, x, s, what);
+  check_stream_batch_invariant(matmul_mxfp4w_stream_engine, y_ref, w_f32, &weights, b, x, s, what);
   free(blocks), free(scales), free(bias), free(w_f32), free(x), free(y), free(y_ref);
 }
 
