@@ -8,6 +8,7 @@
 
 #include "io/harmony.h"
 #include "launch/commands.h"
+#include "launch/generate_batch.h"
 #include "launch/run.h"
 #include "launch/text.h"
 #include "model/sampler.h"
@@ -187,7 +188,7 @@ static Status parse_reasoning(const char *text, HarmonyReasoning *out) {
 
 /* The prompt as ids: --tokens as given, --raw text as plain text, otherwise a harmony
  * conversation (system, optional developer instructions, the user's message). */
-static Status build_prompt(const RunOptions *o, const Tokenizer *tok, TokenList *ids) {
+Status generate_build_prompt(const RunOptions *o, const Tokenizer *tok, TokenList *ids) {
   if (o->raw) return tokenizer_encode_append(tok, o->prompt, strlen(o->prompt), false, ids);
   HarmonySystem system = {.current_date = o->date};
   Status st = parse_reasoning(o->reasoning, &system.reasoning);
@@ -199,13 +200,14 @@ static Status build_prompt(const RunOptions *o, const Tokenizer *tok, TokenList 
 }
 
 static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens, int64_t n) {
+  if (o->batch_path) return generate_batch(e, o);
   Tokenizer *tok = NULL;
   TokenList prompt = {0};
   Decoder decoder;
   Status st = decoder_init(&decoder, e, o);
   const bool text_out = !o->ids;
   if (st == STATUS_OK && (o->prompt || text_out)) st = text_load_tokenizer(e, o->model, &tok);
-  if (st == STATUS_OK && o->prompt) st = build_prompt(o, tok, &prompt);
+  if (st == STATUS_OK && o->prompt) st = generate_build_prompt(o, tok, &prompt);
   if (st == STATUS_OK && !o->prompt) {
     for (int64_t i = 0; i < n && st == STATUS_OK; i++) st = token_list_push(&prompt, tokens[i]);
   }
@@ -245,11 +247,16 @@ int cmd_generate(int argc, char **argv) {
       {"--raw", OPT_FLAG, &o.raw, "send --prompt as plain text, without the chat format"},
       {"--tokens", OPT_STRING, &o.tokens_text, "input token ids instead of text, e.g. 1,2,3"},
       {"--ids", OPT_FLAG, &o.ids, "print the generated token ids on one line instead of text"},
+      {"--batch", OPT_STRING, &o.batch_path,
+       "JSON Lines of requests ({\"prompt\": TEXT} or {\"tokens\": [ids]}, optional max_tokens, temperature, top_p, "
+       "seed, raw); one JSON result per line on stdout, in input order"},
+      {"--parallel", OPT_INT, &o.parallel,
+       "sequences decoded at once with --batch (default 1); KV memory is allocated for --parallel x --context"},
       GENERATION_OPTIONS(o),
   };
   return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
-                           "gptoss generate --model MODEL (--prompt TEXT | --tokens 1,2,3) [--ids] [--max-tokens N] "
-                           "[--temperature T]",
+                           "gptoss generate --model MODEL (--prompt TEXT | --tokens 1,2,3 | --batch FILE [--parallel P]) [--ids] "
+                           "[--max-tokens N] [--temperature T]",
                            &o, drive_generate);
 }
 

@@ -30,8 +30,12 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
   status_set_silent(rank.rank != 0);
   Status st = args_parse(argc, argv, options, num_options, &help);
   if (st == STATUS_OK && !help && !o->model) st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: --model is required", argv[0]);
-  if (st == STATUS_OK && !help && o->needs_input && !o->tokens_text == !o->prompt) {
+  if (st == STATUS_OK && !help && o->needs_input && !o->batch_path && !o->tokens_text == !o->prompt) {
     st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: give exactly one of --tokens IDS or --prompt TEXT", argv[0]);
+  }
+  if (st == STATUS_OK && !help && o->batch_path && (o->tokens_text || o->prompt)) {
+    st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: --batch takes its prompts from the file; drop --prompt / --tokens",
+                      argv[0]);
   }
   if (st == STATUS_OK && !help && o->tokens_text) st = args_parse_ids(o->tokens_text, &tokens, &num_tokens);
   if (st == STATUS_OK && !help && o->prepare) st = o->prepare(o);

@@ -18,6 +18,7 @@ typedef struct RunOptions {
   const char *developer;
   const char *reasoning;
   const char *date;
+  const char *batch_path;  /* generate --batch */
   int64_t max_tokens;
   int64_t context;
   int64_t chunk;
