@@ -246,6 +246,7 @@ static Status parse_request(const LineContext *c, const char *text, size_t num_b
 
 /* ---- the file ---- */
 
+/* '\r' is the rest of a CRLF line ending; on other lines Jansson skips it as whitespace. */
 static bool is_blank(const char *text, size_t num_bytes) {
   for (size_t i = 0; i < num_bytes; i++) {
     if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r') return false;
@@ -289,9 +290,8 @@ Status batch_file_parse(const char *data, size_t length, const char *name, int64
   while (st == STATUS_OK && pos < length) {
     const char *start = data + pos;
     const char *newline = memchr(start, '\n', length - pos);
-    size_t num_bytes = newline ? (size_t)(newline - start) : length - pos;
+    const size_t num_bytes = newline ? (size_t)(newline - start) : length - pos;
     pos += num_bytes + (newline != NULL);
-    if (num_bytes > 0 && start[num_bytes - 1] == '\r') num_bytes--;
     c.line++;
     if (!is_blank(start, num_bytes)) st = parse_line(&c, start, num_bytes, &f, &capacity);
   }

@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/batch_file.h"
@@ -338,6 +340,34 @@ static void test_read_from_a_file(void **state) {
   free(dir);
 }
 
+/* A pipe has no size to check first: it is read as it grows, past the first 64 KiB buffer. */
+static void test_read_from_a_pipe(void **state) {
+  (void)state;
+  char *dir = test_make_tmpdir();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  const int num_requests = 10000; /* ~170 KB */
+  const pid_t writer = fork();
+  assert_true(writer >= 0);
+  if (writer == 0) {
+    FILE *f = fopen(path, "w");
+    for (int i = 0; f && i < num_requests; i++) fprintf(f, "{\"tokens\": [%d]}\n", i);
+    _exit(f && fclose(f) == 0 ? 0 : 1);
+  }
+  BatchFile f;
+  const Status st = batch_file_read(path, VOCAB, &f);
+  int wstatus = 0;
+  assert_int_equal(waitpid(writer, &wstatus, 0), writer);
+  assert_true(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+  assert_int_equal(st, STATUS_OK);
+  assert_int_equal(f.count, num_requests);
+  assert_int_equal(f.requests[num_requests - 1].tokens[0], num_requests - 1);
+  batch_file_free(&f);
+  test_remove_tree(dir);
+  free(dir);
+}
+
 /* ---- writing results ---- */
 
 /* What batch_result_write wrote to a fresh temporary file: one line, checked to end in its only
@@ -492,6 +522,7 @@ int main(void) {
       cmocka_unit_test(test_refuses_long_lines),
       cmocka_unit_test(test_refuses_bad_vocab_size),
       cmocka_unit_test(test_read_from_a_file),
+      cmocka_unit_test(test_read_from_a_pipe),
       cmocka_unit_test(test_write_round_trip),
       cmocka_unit_test(test_write_escapes_any_valid_text),
       cmocka_unit_test(test_write_replaces_invalid_utf8),
