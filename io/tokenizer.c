@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "io/config_json.h" /* io_read_text_file */
+#include "io/utf8.h"
 
 #define NUM_SPECIALS (TOKENIZER_VOCAB_SIZE - TOKENIZER_NUM_RANKS)
 #define SPECIAL_NAME_BYTES 32 /* the longest, "<|reserved_201087|>", has 19 bytes */
@@ -82,53 +83,6 @@ void token_list_free(TokenList *list) {
 }
 
 /* ---- UTF-8 ---- */
-
-/* Length of the sequence a lead byte starts, or 0 if it cannot start one (RFC 3629). */
-static size_t utf8_sequence_length(uint8_t lead) {
-  if (lead < 0x80) return 1;
-  if (lead >= 0xC2 && lead <= 0xDF) return 2;
-  if (lead >= 0xE0 && lead <= 0xEF) return 3;
-  if (lead >= 0xF0 && lead <= 0xF4) return 4;
-  return 0;
-}
-
-/* The second byte's range rules out overlong forms, surrogates and code points past U+10FFFF. */
-static bool utf8_second_byte_ok(uint8_t lead, uint8_t byte) {
-  switch (lead) {
-    case 0xE0: return byte >= 0xA0 && byte <= 0xBF;
-    case 0xED: return byte >= 0x80 && byte <= 0x9F;
-    case 0xF0: return byte >= 0x90 && byte <= 0xBF;
-    case 0xF4: return byte >= 0x80 && byte <= 0x8F;
-    default: return (byte & 0xC0) == 0x80;
-  }
-}
-
-/* Whether bytes[0..num_bytes) are a valid start of the sequence led by bytes[0]. */
-static bool utf8_prefix_ok(const uint8_t *bytes, size_t num_bytes) {
-  for (size_t i = 1; i < num_bytes; i++) {
-    const bool ok = i == 1 ? utf8_second_byte_ok(bytes[0], bytes[1]) : (bytes[i] & 0xC0) == 0x80;
-    if (!ok) return false;
-  }
-  return true;
-}
-
-/* Returns true if valid; otherwise *bad_offset is where the first invalid sequence starts. */
-static bool utf8_validate(const uint8_t *text, size_t num_bytes, size_t *bad_offset) {
-  size_t i = 0;
-  while (i < num_bytes) {
-    if (text[i] < 0x80) {
-      i++;
-      continue;
-    }
-    const size_t length = utf8_sequence_length(text[i]);
-    if (length == 0 || length > num_bytes - i || !utf8_prefix_ok(text + i, length)) {
-      *bad_offset = i;
-      return false;
-    }
-    i += length;
-  }
-  return true;
-}
 
 /* How many trailing bytes are the unfinished start of a character that more bytes could
  * complete (0..3). */
