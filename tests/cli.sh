@@ -254,6 +254,64 @@ JSON
     done
     grep -q '"ranks": 2' <<<"$out" || die "rank count missing"
     ;;
+  bench_concurrency)
+    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 16 --decode-tokens 6 --concurrency 1,3 --no-probe --json --quiet)
+    echo "$out"
+    [[ $(grep -o '"sequences": [0-9]*' <<<"$out" | tr -dc '0-9\n' | paste -sd,) == "1,3" ]] || die "not one entry per concurrency"
+    for key in aggregate_decode_tokens_per_s per_sequence_tokens_per_s bytes_per_step unique_experts_per_layer; do
+      [[ $(grep -Eo "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" | wc -l) -eq 2 ]] || die "no positive $key per entry"
+    done
+    ;;
+  batch_generate)
+    # The golden prompt beside other requests, greedy and sampled (own seeds, top-p), long and
+    # short prompts: one at a time (--parallel 1) and four at once at 1, 2 and 4 ranks give the
+    # same lines, in input order, and the golden prompt gives the reference's greedy tokens.
+    {
+      printf '{"tokens": [%s], "max_tokens": 16, "temperature": 0}\n' "$tokens"
+      printf '{"tokens": [5, 6, 7], "max_tokens": 9, "temperature": 0.8, "seed": 11}\n'
+      printf '{"tokens": [100], "max_tokens": 5, "top_p": 0.7, "seed": 3}\n\n'
+      printf '{"tokens": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "max_tokens": 7, "temperature": 0}\n'
+      printf '{"tokens": [42], "max_tokens": 12}\n'
+    } >"$scratch/in.jsonl"
+    want=$(run 1 generate --model "$GOLDEN_MODEL" --batch "$scratch/in.jsonl" --parallel 1 --chunk 8 --quiet)
+    echo "$want"
+    [[ $(wc -l <<<"$want") -eq 5 ]] || die "expected 5 result lines"
+    for i in 0 1 2 3 4; do
+      sed -n "$((i + 1))p" <<<"$want" | grep -q "^{\"index\": $i," || die "line $((i + 1)) is not request $i"
+    done
+    head -1 <<<"$want" | grep -qF "\"tokens\": [${greedy// /, }]" || die "the golden prompt's tokens are not the reference's"
+    for np in 1 2 4; do
+      got=$(run "$np" generate --model "$GOLDEN_MODEL" --batch "$scratch/in.jsonl" --parallel 4 --chunk 8 --quiet)
+      [[ "$got" == "$want" ]] || die "np=$np --parallel 4 differs from one at a time: $got"
+    done
+    ;;
+  batch_bad_file)
+    # A malformed file is refused whole, naming the line and the field; nothing is generated.
+    printf '{"tokens": [1, 2]}\n{"tokens": [1, 2], "temprature": 0}\n' >"$scratch/bad.jsonl"
+    status=0
+    err=$(run 2 generate --model "$GOLDEN_MODEL" --batch "$scratch/bad.jsonl" --quiet 2>&1 >"$scratch/out") || status=$?
+    echo "$err"
+    [[ $status -eq 2 ]] || die "exit status $status, expected 2"
+    grep -q 'bad.jsonl:2: .*temprature' <<<"$err" || die "the message does not name line 2 and the key"
+    [[ ! -s "$scratch/out" ]] || die "something was generated: $(cat "$scratch/out")"
+    printf '{"tokens": [1, 2]}\n{"tokens": [3, 512]}\n' >"$scratch/bad.jsonl"
+    err=$(run 1 generate --model "$GOLDEN_MODEL" --batch "$scratch/bad.jsonl" --quiet 2>&1 >"$scratch/out") || status=$?
+    grep -q 'bad.jsonl:2: "tokens"\[1\] = 512 is outside the vocabulary' <<<"$err" || die "bad token id not named: $err"
+    ;;
+  batch_prompt_too_long)
+    # A prompt longer than the context gets "context" and an error; the others still run; the
+    # exit status says a request could not run.
+    long=$(seq -s, 1 40)
+    printf '{"tokens": [1, 2, 3], "max_tokens": 3, "temperature": 0}\n{"tokens": [%s]}\n{"tokens": [4], "max_tokens": 2}\n' \
+      "${long//,/, }" >"$scratch/in.jsonl"
+    status=0
+    out=$(run 2 generate --model "$GOLDEN_MODEL" --batch "$scratch/in.jsonl" --context 32 --parallel 2 --quiet) || status=$?
+    echo "$out"
+    [[ $status -eq 1 ]] || die "exit status $status, expected 1"
+    sed -n 2p <<<"$out" | grep -q '"finish_reason": "context", "error": "the prompt has 40 tokens' || die "line 2 lacks the context error"
+    sed -n 1p <<<"$out" | grep -q '"finish_reason": "length"}$' || die "request 0 did not run"
+    sed -n 3p <<<"$out" | grep -q '"finish_reason": "length"}$' || die "request 2 did not run"
+    ;;
   verbose_stats)
     out=$(run 4 generate --model "$GOLDEN_MODEL" --tokens 1,2,3 --max-tokens 4 --temperature 0 --ids --verbose 2>&1)
     for phase in attention experts "allreduce wait" unembedding sampling sent/token; do
