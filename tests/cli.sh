@@ -262,6 +262,13 @@ JSON
       [[ $(grep -Eo "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" | wc -l) -eq 2 ]] || die "no positive $key per entry"
     done
     ;;
+  parallel_too_large)
+    # KV memory for every slot is allocated at load: a size the node cannot hold is refused on
+    # every rank, with the bytes, before any work.
+    printf '{"tokens": [1, 2]}\n' >"$scratch/in.jsonl"
+    expect_failure "the KV cache for --parallel 100000 x --context 4096 needs [0-9.]* GB" 0 2 \
+      generate --model "$SMALL_MODEL" --batch "$scratch/in.jsonl" --parallel 100000 --context 4096 --quiet
+    ;;
   batch_generate)
     # The golden prompt beside other requests, greedy and sampled (own seeds, top-p), long and
     # short prompts: one at a time (--parallel 1) and four at once at 1, 2 and 4 ranks give the

@@ -14,6 +14,7 @@
 #include "io/model_dir.h"
 #include "model/forward.h"
 #include "model/kernels.h"
+#include "max_diff.h"
 #include "test_util.h"
 
 
@@ -234,6 +235,16 @@ static void test_batched_sequences_match_alone(void **state) {
   }
 }
 
+/* The tolerance checks above must not pass a NaN (fmaxf would drop it). */
+static void test_max_diff_keeps_nan(void **state) {
+  (void)state;
+  const float a[3] = {1.0f, NAN, 2.0f}, b[3] = {1.0f, 1.0f, 2.5f};
+  assert_true(isnan(max_abs_diff_f32(a, b, 3)));
+  assert_true(isnan(max_abs_diff_f32(b, a, 3)));
+  assert_true(max_abs_diff_f32(b, b, 3) == 0.0f);
+  assert_true(max_abs_diff_f32(a + 2, b + 2, 1) == 0.5f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prefill_matches_reference),
@@ -242,6 +253,7 @@ int main(void) {
       cmocka_unit_test(test_greedy_continuation),
       cmocka_unit_test(test_refuses_bad_tokens_and_full_context),
       cmocka_unit_test(test_batched_sequences_match_alone),
+      cmocka_unit_test(test_max_diff_keeps_nan),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,6 +2,8 @@
  * result. */
 #include "test_util.h"
 
+#include "max_diff.h"
+
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,8 +93,7 @@ char *test_convert_golden(const char *dir) {
 }
 
 void assert_logits_row_matches(const float *got, const float *want, int64_t vocab, int64_t row) {
-  float worst = 0.0f;
-  for (int64_t v = 0; v < vocab; v++) worst = fmaxf(worst, fabsf(got[v] - want[v]));
+  const float worst = max_abs_diff_f32(got, want, vocab);
   if (!(worst <= GOLDEN_LOGIT_TOLERANCE)) {
     fail_msg("position %lld: max |dlogit| = %g > %g", (long long)row, worst, GOLDEN_LOGIT_TOLERANCE);
   }
