@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -42,16 +43,40 @@ static float dot_f32_f32_portable(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
+/* A thread's buffer lives in thread-specific data whose destructor frees it when the thread ends
+ * (OpenMP ends threads when a team shrinks). */
+typedef struct {
+  float *data;
+  size_t capacity;
+} ThreadBuffer;
+
+static pthread_key_t g_buffer_key;
+static pthread_once_t g_buffer_key_once = PTHREAD_ONCE_INIT;
+
+static void free_thread_buffer(void *p) {
+  ThreadBuffer *b = p;
+  free(b->data);
+  free(b);
+}
+
+static void create_buffer_key(void) { pthread_key_create(&g_buffer_key, free_thread_buffer); }
+
 float *kernel_thread_buffer(size_t floats) {
-  static _Thread_local float *buffer = NULL;
-  static _Thread_local size_t capacity = 0;
-  if (floats > capacity) {
-    free(buffer);
-    capacity = floats;
-    buffer = malloc(capacity * sizeof *buffer);
-    if (!buffer) capacity = 0;
+  pthread_once(&g_buffer_key_once, create_buffer_key);
+  ThreadBuffer *b = pthread_getspecific(g_buffer_key);
+  if (!b) {
+    b = calloc(1, sizeof *b);
+    if (!b || pthread_setspecific(g_buffer_key, b) != 0) {
+      free(b);
+      return NULL;
+    }
   }
-  return buffer;
+  if (floats > b->capacity) {
+    free(b->data);
+    b->data = malloc(floats * sizeof *b->data);
+    b->capacity = b->data ? floats : 0;
+  }
+  return b->data;
 }
 
 /* ---- reference versions: element by element, no threads ---- */
