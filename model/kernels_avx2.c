@@ -26,14 +26,17 @@ enum { LANES = 8 };
 enum { BF16_BIAS_CHUNK = 256 };
 
 /* ================= bf16 =================
- * Every output — row r against token t — is summed the same way, whatever else the call computes:
- * two 8-lane accumulators, vector v of the row going to accumulator v % 2, in order; then their
- * sum, a fixed horizontal sum, and a scalar fmaf tail for cols % 8. The kernels differ only in
- * how many outputs they compute side by side, sharing loads: a block of rows against one token
- * (decode: the rows stream from memory, several FMA chains in flight) or a few rows against a
- * few tokens (a batch: each weight vector is loaded once for all of them, each token vector once
- * for all rows). So a token gets the same bits alone or in any batch. */
-enum { BF16_TAIL_LANES = LANES };
+ * Every output — row r against token t — is summed the same way, whatever else the call computes.
+ * The row goes in groups of 16 elements; one 256-bit load holds a group as eight 32-bit lanes of
+ * two bf16 each, so a shift gives the eight even elements as fp32 and a mask the eight odd ones.
+ * Even elements accumulate in one 8-lane accumulator, odd ones in another, group by group in
+ * order; then their sum, a fixed horizontal sum, and a scalar fmaf tail for cols % 16. The token
+ * side is split the same way once per call (bf16_split_x). The kernels differ only in how many
+ * outputs they compute side by side: a block of rows against one token (decode: the rows stream
+ * from memory, several FMA chains in flight) or a few rows against a few tokens (a batch: each
+ * weight group is loaded and split once for all of them, each token group once for all rows).
+ * So a token gets the same bits alone or in any batch. */
+enum { BF16_GROUP = 16 };
 
 AVX2_FN static inline __m256 bf16x8_to_f32(const uint16_t *p) {
   const __m128i bits = _mm_loadu_si128((const __m128i *)p);
@@ -53,43 +56,57 @@ static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, i
   return tail;
 }
 
-/* Outputs of R rows (w + i·cols) against T tokens (x + j·x_stride), into y[j·y_stride + i] with
- * bias[i] added. R and T are constants at every call, so the loops unroll and the accumulators
- * stay in registers: 2·R·T of them plus R weight vectors and one token vector, within 16. */
-AVX2_FN static inline __attribute__((always_inline)) void bf16_block(const uint16_t *w, const float *x, int64_t cols,
-                                                                    int64_t x_stride, float *y, int64_t y_stride,
-                                                                    const float *bias, const int R, const int T) {
+/* xs[16k + m] = x[16k + 2m] and xs[16k + 8 + m] = x[16k + 2m + 1] for every whole group. */
+static void bf16_split_x(float *xs, const float *x, int64_t cols) {
+  for (int64_t base = 0; base + BF16_GROUP <= cols; base += BF16_GROUP) {
+    for (int m = 0; m < BF16_GROUP / 2; m++) {
+      xs[base + m] = x[base + 2 * m];
+      xs[base + BF16_GROUP / 2 + m] = x[base + 2 * m + 1];
+    }
+  }
+}
+
+/* Outputs of R rows (w + i·cols) against T tokens (split: xs + j·cols; plain: x + j·cols, for the
+ * tail), into y[j·y_stride + i] with bias[i] added. R and T are constants at every call, so the
+ * loops unroll and the 2·R·T accumulators stay in registers. `next` (R rows, or NULL) is fetched
+ * into the cache meanwhile; with NULL the rows' own bytes a little ahead are. */
+AVX2_FN static inline __attribute__((always_inline)) void bf16_block(const uint16_t *w, const float *xs, const float *x,
+                                                                    int64_t cols, float *y, int64_t y_stride,
+                                                                    const float *bias, const uint16_t *next,
+                                                                    const int R, const int T) {
+  const __m256i odd_mask = _mm256_set1_epi32((int32_t)0xFFFF0000u);
   __m256 acc[4][3][2];
   for (int i = 0; i < R; i++) {
     for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm256_setzero_ps();
   }
-  const int64_t vectors = cols / LANES;
-  int64_t v = 0;
-  for (; v + 2 <= vectors; v += 2) {
+  const int64_t whole = cols / BF16_GROUP * BF16_GROUP;
+  for (int64_t c = 0; c < whole; c += BF16_GROUP) {
+    __m256i bits[4];
+    for (int i = 0; i < R; i++) {
+      const uint16_t *p = w + i * cols + c;
+      if (T == 1 || next) {
+        _mm_prefetch((const char *)(next ? next + i * cols + c : p) + (next ? 0 : BF16_PREFETCH_BYTES), _MM_HINT_T0);
+      }
+      bits[i] = _mm256_loadu_si256((const __m256i *)p);
+    }
     for (int half = 0; half < 2; half++) {
-      const int64_t c = (v + half) * LANES;
       __m256 wv[4];
       for (int i = 0; i < R; i++) {
-        if (half == 0) _mm_prefetch((const char *)(w + i * cols + c) + BF16_PREFETCH_BYTES, _MM_HINT_T0);
-        wv[i] = bf16x8_to_f32(w + i * cols + c);
+        wv[i] = _mm256_castsi256_ps(half == 0 ? _mm256_slli_epi32(bits[i], 16) : _mm256_and_si256(bits[i], odd_mask));
       }
       for (int j = 0; j < T; j++) {
-        const __m256 xv = _mm256_loadu_ps(x + j * x_stride + c);
+        __m256 xv = _mm256_loadu_ps(xs + j * cols + c + half * (BF16_GROUP / 2));
+        /* One load per token vector for all R rows: without this the compiler folds the load
+         * into each row's FMA, and the loads, not the FMAs, set the pace. */
+        if (R > 1) __asm__("" : "+x"(xv));
         for (int i = 0; i < R; i++) acc[i][j][half] = _mm256_fmadd_ps(wv[i], xv, acc[i][j][half]);
       }
-    }
-  }
-  if (v < vectors) {
-    const int64_t c = v * LANES;
-    for (int j = 0; j < T; j++) {
-      const __m256 xv = _mm256_loadu_ps(x + j * x_stride + c);
-      for (int i = 0; i < R; i++) acc[i][j][0] = _mm256_fmadd_ps(bf16x8_to_f32(w + i * cols + c), xv, acc[i][j][0]);
     }
   }
   for (int i = 0; i < R; i++) {
     for (int j = 0; j < T; j++) {
       const float dot = hsum_f32x8(_mm256_add_ps(acc[i][j][0], acc[i][j][1]));
-      y[j * y_stride + i] = dot + bf16_tail(w + i * cols, x + j * x_stride, vectors * LANES, cols) + bias[i];
+      y[j * y_stride + i] = dot + bf16_tail(w + i * cols, x + j * cols, whole, cols) + bias[i];
     }
   }
 }
@@ -101,33 +118,39 @@ AVX2_FN void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols)
 }
 
 /* One token: four rows at a time (eight FMA chains over four streams). A batch: two rows against
- * three tokens at a time, then the leftover tokens, then a leftover row. */
+ * three tokens at a time, then the leftover tokens, then a leftover row. While a batch's second
+ * group of tokens works on rows already in cache, the next two rows are fetched. */
 AVX2_FN void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const uint16_t *w = a->weights;
+  float *xs = kernel_thread_buffer((size_t)(a->num_tokens * a->cols));
+  assert(xs);
+  for (int64_t t = 0; t < a->num_tokens; t++) bf16_split_x(xs + t * a->cols, a->x + t * a->cols, a->cols);
   float bias[BF16_BIAS_CHUNK];
   for (int64_t chunk = row_begin; chunk < row_end; chunk += BF16_BIAS_CHUNK) {
     const int64_t chunk_end = chunk + BF16_BIAS_CHUNK < row_end ? chunk + BF16_BIAS_CHUNK : row_end;
     for (int64_t r = chunk; r < chunk_end; r++) bias[r - chunk] = matmul_bias_f32(a, r);
-/* Rows [r, r + R) against tokens [t, t + T). */
-#define BF16_BLOCK(R, T)                                                                                            \
-  bf16_block(w + r * a->cols, a->x + t * a->cols, a->cols, a->cols, a->y + t * a->rows + r, a->rows, bias + (r - chunk), R, T)
+/* Rows [r, r + R) against tokens [t, t + T), fetching `next` meanwhile. */
+#define BF16_BLOCK(R, T, next)                                                                                   \
+  bf16_block(w + r * a->cols, xs + t * a->cols, a->x + t * a->cols, a->cols, a->y + t * a->rows + r, a->rows,      \
+             bias + (r - chunk), next, R, T)
     int64_t r = chunk;
     if (a->num_tokens == 1) {
       const int64_t t = 0;
-      for (; r + 4 <= chunk_end; r += 4) BF16_BLOCK(4, 1);
-      for (; r < chunk_end; r++) BF16_BLOCK(1, 1);
+      for (; r + 4 <= chunk_end; r += 4) BF16_BLOCK(4, 1, NULL);
+      for (; r < chunk_end; r++) BF16_BLOCK(1, 1, NULL);
       continue;
     }
     for (; r + 2 <= chunk_end; r += 2) {
+      const uint16_t *next = r + 4 <= row_end ? w + (r + 2) * a->cols : NULL;
       int64_t t = 0;
-      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(2, 3);
-      if (a->num_tokens - t == 2) BF16_BLOCK(2, 2);
-      if (a->num_tokens - t == 1) BF16_BLOCK(2, 1);
+      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(2, 3, t == 3 ? next : NULL);
+      if (a->num_tokens - t == 2) BF16_BLOCK(2, 2, t == 3 ? next : NULL);
+      if (a->num_tokens - t == 1) BF16_BLOCK(2, 1, t == 3 ? next : NULL);
     }
     for (; r < chunk_end; r++) {
       int64_t t = 0;
-      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(1, 3);
-      for (; t < a->num_tokens; t++) BF16_BLOCK(1, 1);
+      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(1, 3, NULL);
+      for (; t < a->num_tokens; t++) BF16_BLOCK(1, 1, NULL);
     }
   }
 }
@@ -252,77 +275,55 @@ AVX2_FN static inline __m256 mxfp4_pair_dot(const __m256 v[PAIR_VECTORS], const 
   return _mm256_add_ps(even, odd);
 }
 
-/* One token: straight from the packed row. xp is permuted and padded. The last pair is peeled so
- * the main loop carries no tail checks. */
-AVX2_FN static float dot_f32_mxfp4w(const uint8_t *blocks, const uint8_t *scales, const float *xp, int64_t cols) {
+/* T tokens (1 to 4) straight from the packed row: each pair of blocks is unpacked once into
+ * registers and dotted with every token's permuted, padded x (xp + t·padded); for each token the
+ * same operations in the same order whatever T is, so a token gets the same bits alone or in a
+ * batch. The last pair is peeled so the main loop carries no tail checks. */
+AVX2_FN static inline __attribute__((always_inline)) void dot_mxfp4w_tokens(const uint8_t *blocks, const uint8_t *scales,
+                                                                           const float *xp, int64_t padded, int64_t cols,
+                                                                           float *out, const int T) {
   const int64_t num_blocks = cols / BLOCK, last_pair = (num_blocks - 1) / 2 * 2;
-  if (num_blocks == 0) return 0.0f;
-  __m256 acc = _mm256_setzero_ps();
-  __m256 v[PAIR_VECTORS];
+  if (num_blocks == 0) {
+    for (int t = 0; t < T; t++) out[t] = 0.0f;
+    return;
+  }
+  __m256 acc[4], v[PAIR_VECTORS];
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < last_pair; b += 2) {
     _mm_prefetch((const char *)(blocks + b * MXFP4_BLOCK_BYTES) + MXFP4_PREFETCH_BYTES, _MM_HINT_T0);
     mxfp4_unpack_pair(_mm256_loadu_si256((const __m256i *)(blocks + b * MXFP4_BLOCK_BYTES)), v);
     const __m256 scale = _mm256_castsi256_ps(_mm256_blend_epi32(scale_bits_x4(scales[b]), scale_bits_x4(scales[b + 1]), 0xF0));
-    acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + b * BLOCK), scale, acc);
-  }
-  mxfp4_unpack_pair(mxfp4_pair_codes(blocks, last_pair, num_blocks), v);
-  acc = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + last_pair * BLOCK), mxfp4_pair_scale(scales, last_pair, num_blocks), acc);
-  return hsum_f32x8(acc);
-}
-
-/* A batch: unpack the row once (padded, unscaled, permuted) ... */
-AVX2_FN static void mxfp4_unpack_row(float *unpacked, const uint8_t *blocks, int64_t cols) {
-  const int64_t num_blocks = cols / BLOCK;
-  for (int64_t b = 0; b < num_blocks; b += 2) {
-    __m256 v[PAIR_VECTORS];
-    mxfp4_unpack_pair(mxfp4_pair_codes(blocks, b, num_blocks), v);
-    for (int i = 0; i < PAIR_VECTORS; i++) _mm256_storeu_ps(unpacked + b * BLOCK + i * LANES, v[i]);
-  }
-}
-
-/* ... then dot it with tokens, T at a time (1 or 2: the unpacked pair stays in registers for
- * both): for each token the same operations as dot_f32_mxfp4w, so the same bits. */
-AVX2_FN static inline __attribute__((always_inline)) void dot_f32_mxfp4_unpacked(const float *unpacked,
-                                                                                const uint8_t *scales, const float *xp,
-                                                                                int64_t padded, int64_t cols,
-                                                                                float *out, const int T) {
-  const int64_t num_blocks = cols / BLOCK;
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t b = 0; b < num_blocks; b += 2) {
-    __m256 v[PAIR_VECTORS];
-    for (int i = 0; i < PAIR_VECTORS; i++) v[i] = _mm256_loadu_ps(unpacked + b * BLOCK + i * LANES);
-    const __m256 scale = mxfp4_pair_scale(scales, b, num_blocks);
     for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + t * padded + b * BLOCK), scale, acc[t]);
   }
+  mxfp4_unpack_pair(mxfp4_pair_codes(blocks, last_pair, num_blocks), v);
+  const __m256 scale = mxfp4_pair_scale(scales, last_pair, num_blocks);
+  for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(mxfp4_pair_dot(v, xp + t * padded + last_pair * BLOCK), scale, acc[t]);
   for (int t = 0; t < T; t++) out[t] = hsum_f32x8(acc[t]);
 }
 
+enum { MXFP4_TOKEN_GROUP = 4 };
+
+/* Tokens in groups of up to four per pass over the row: the row is unpacked once per group. */
 AVX2_FN void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const int64_t padded = mxfp4_padded_cols(a->cols), blocks_per_row = a->cols / BLOCK;
-  /* Each token's permuted x, then room for one unpacked row. */
-  float *xp = kernel_thread_buffer((size_t)((a->num_tokens + 1) * padded));
+  float *xp = kernel_thread_buffer((size_t)(a->num_tokens * padded));
   assert(xp);
   for (int64_t t = 0; t < a->num_tokens; t++) mxfp4_permute_x(xp + t * padded, a->x + t * a->cols, a->cols);
-  float *unpacked = xp + a->num_tokens * padded;
   for (int64_t r = row_begin; r < row_end; r++) {
     const uint8_t *blocks = (const uint8_t *)a->weights + r * blocks_per_row * MXFP4_BLOCK_BYTES;
     const uint8_t *scales = a->scales + r * blocks_per_row;
     const float bias = matmul_bias_f32(a, r);
-    if (a->num_tokens == 1) {
-      a->y[r] = dot_f32_mxfp4w(blocks, scales, xp, a->cols) + bias;
-      continue;
-    }
-    mxfp4_unpack_row(unpacked, blocks, a->cols);
-    float dots[2];
-    int64_t t = 0;
-    for (; t + 2 <= a->num_tokens; t += 2) {
-      dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, padded, a->cols, dots, 2);
-      a->y[t * a->rows + r] = dots[0] + bias;
-      a->y[(t + 1) * a->rows + r] = dots[1] + bias;
-    }
-    if (t < a->num_tokens) {
-      dot_f32_mxfp4_unpacked(unpacked, scales, xp + t * padded, padded, a->cols, dots, 1);
-      a->y[t * a->rows + r] = dots[0] + bias;
+    for (int64_t t = 0; t < a->num_tokens; t += MXFP4_TOKEN_GROUP) {
+      float dots[MXFP4_TOKEN_GROUP];
+      const int64_t n = a->num_tokens - t < MXFP4_TOKEN_GROUP ? a->num_tokens - t : MXFP4_TOKEN_GROUP;
+      const float *x = xp + t * padded;
+      switch (n) {
+        case 1: dot_mxfp4w_tokens(blocks, scales, x, padded, a->cols, dots, 1); break;
+        case 2: dot_mxfp4w_tokens(blocks, scales, x, padded, a->cols, dots, 2); break;
+        case 3: dot_mxfp4w_tokens(blocks, scales, x, padded, a->cols, dots, 3); break;
+        default: dot_mxfp4w_tokens(blocks, scales, x, padded, a->cols, dots, 4); break;
+      }
+      for (int64_t i = 0; i < n; i++) a->y[(t + i) * a->rows + r] = dots[i] + bias;
     }
   }
 }
