@@ -275,67 +275,125 @@ enum { SAMPLE_FIRST_CANDIDATES = 32 };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Nucleus sampling of one row: each shard sends rank 0 the head of its candidates, most likely
- * first — 32, then 4x as many in each further round, only what it has not sent yet — until rank
- * 0 can tell that nothing held back belongs to the nucleus (model/sampler.h). A peaked
- * distribution (a trained model's usual case) settles in one round of 32 candidates per shard. */
-static Status sample_nucleus(Engine *e, const float *row, const ChoiceRule *rule, float max, double total,
-                             int32_t *id_out) {
-  const int64_t num_local = range_size(e->shards), S = config_num_shards(&e->config);
-  const int64_t V = e->config.vocab_size;
-  const size_t local_vocab = (size_t)range_size(e->local_vocab);
-  SampleCandidate *sorted = malloc(local_vocab * sizeof *sorted + 1), *send = malloc(local_vocab * sizeof *send + 1);
-  /* Rank 0: every shard's received head, kept at the shard's vocabulary offset. */
-  SampleCandidate *heads = e->rank.rank == 0 ? malloc((size_t)V * sizeof *heads) : NULL;
-  SampleCandidate *merged = e->rank.rank == 0 ? malloc((size_t)V * sizeof *merged) : NULL;
-  int64_t *counts = calloc((size_t)S, sizeof *counts), *sizes = calloc((size_t)S, sizeof *sizes);
-  Status st = sorted && send && counts && sizes && (e->rank.rank != 0 || (heads && merged))
-                  ? STATUS_OK
-                  : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
-  Range vocab = {0, 0};
-  for (int64_t ls = 0; st == STATUS_OK && ls < num_local; ls++) {
-    const float *logits = shard_logits(e, row, ls, &vocab);
-    sampler_slice_sorted(logits, range_size(vocab), (int32_t)vocab.begin, max, rule->temperature,
-                         sorted + (vocab.begin - e->local_vocab.begin));
-  }
-  for (int64_t s = 0; s < S && sizes; s++) sizes[s] = range_size(plan_shard(&e->config, s).vocab);
-  int32_t decided = 0;
-  for (int64_t prev = 0, head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !decided; prev = head, head *= 4) {
-    int64_t count = 0;
-    for (int64_t ls = 0; ls < num_local; ls++) {
-      shard_logits(e, row, ls, &vocab);
+/* A row to sample with a nucleus: its logits, rule, global maximum and total mass. */
+typedef struct {
+  const float *logits;
+  const ChoiceRule *rule;
+  float max;
+  double total;
+  int32_t *id;       /* set on rank 0 */
+  bool decided;
+  SampleCandidate *sorted; /* this rank's candidates, shard by shard, most likely first */
+} NucleusRow;
+
+/* Rank 0's view of one row: every shard's received head at the shard's vocabulary offset. */
+typedef struct {
+  SampleCandidate *heads, *merged; /* [V] each */
+} NucleusHeads;
+
+/* Each shard's candidates [prev, head) of every undecided row, concatenated row by row. */
+static int64_t pack_heads(const Engine *e, const NucleusRow *rows, int64_t n, int64_t prev, int64_t head,
+                          SampleCandidate *send) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (rows[i].decided) continue;
+    for (int64_t ls = 0; ls < range_size(e->shards); ls++) {
+      Range vocab;
+      shard_logits(e, rows[i].logits, ls, &vocab);
       const int64_t from = min64(prev, range_size(vocab)), to = min64(head, range_size(vocab));
-      memcpy(send + count, sorted + (vocab.begin - e->local_vocab.begin) + from, (size_t)(to - from) * sizeof *send);
+      memcpy(send + count, rows[i].sorted + (vocab.begin - e->local_vocab.begin) + from, (size_t)(to - from) * sizeof *send);
       count += to - from;
     }
+  }
+  return count;
+}
+
+/* Rank 0: files the round's candidates (gathered in rank order, so shard order, row by row within
+ * each rank's block) and decides what it can. */
+static void file_heads(const Engine *e, NucleusRow *rows, NucleusHeads *views, int64_t n, int64_t prev, int64_t head,
+                       const SampleCandidate *in, int64_t *counts, const int64_t *sizes) {
+  const int64_t S = config_num_shards(&e->config), num_local = range_size(e->shards);
+  for (int64_t rank_first = 0; rank_first < S; rank_first += num_local) {
+    for (int64_t i = 0; i < n; i++) {
+      if (rows[i].decided) continue;
+      for (int64_t s = rank_first; s < rank_first + num_local; s++) {
+        const int64_t from = min64(prev, sizes[s]), to = min64(head, sizes[s]);
+        memcpy(views[i].heads + plan_shard(&e->config, s).vocab.begin + from, in, (size_t)(to - from) * sizeof *in);
+        in += to - from;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; i++) {
+    if (rows[i].decided) continue;
+    int64_t m = 0;
+    for (int64_t s = 0; s < S; s++) {
+      const int64_t to = min64(head, sizes[s]);
+      memcpy(views[i].merged + m, views[i].heads + plan_shard(&e->config, s).vocab.begin, (size_t)to * sizeof *in);
+      counts[s] = to;
+      m += to;
+    }
+    rows[i].decided = sampler_pick_from_slices(views[i].merged, counts, sizes, S, rows[i].total, rows[i].rule->top_p,
+                                               rows[i].rule->uniform, rows[i].id);
+  }
+}
+
+/* Nucleus sampling of several rows at once: each shard sends rank 0 the head of its candidates,
+ * most likely first — 32, then 4x as many in each further round, only what it has not sent yet —
+ * until rank 0 can tell, row by row, that nothing held back belongs to the nucleus
+ * (model/sampler.h). All undecided rows share each round's gather and broadcast, so a step costs
+ * the collectives of one row. A peaked distribution (a trained model's usual case) settles in one
+ * round of 32 candidates per shard. */
+static Status sample_nucleus_rows(Engine *e, NucleusRow *rows, int64_t n) {
+  const int64_t S = config_num_shards(&e->config), V = e->config.vocab_size;
+  const size_t local_vocab = (size_t)range_size(e->local_vocab);
+  const bool root = e->rank.rank == 0;
+  SampleCandidate *send = malloc((size_t)n * local_vocab * sizeof *send + 1);
+  NucleusHeads *views = root ? calloc((size_t)n, sizeof *views) : NULL;
+  int64_t *counts = calloc((size_t)S, sizeof *counts), *sizes = calloc((size_t)S, sizeof *sizes);
+  int32_t *decided = calloc((size_t)n, sizeof *decided);
+  Status st = send && counts && sizes && decided && (!root || views) ? STATUS_OK
+                                                                    : status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
+  for (int64_t i = 0; st == STATUS_OK && i < n; i++) {
+    rows[i].sorted = malloc(local_vocab * sizeof *rows[i].sorted + 1);
+    if (root) views[i].heads = malloc((size_t)V * sizeof *views[i].heads), views[i].merged = malloc((size_t)V * sizeof *views[i].merged);
+    if (!rows[i].sorted || (root && (!views[i].heads || !views[i].merged))) {
+      st = status_error(STATUS_OUT_OF_MEMORY, "sampling candidates");
+      break;
+    }
+    for (int64_t ls = 0; ls < range_size(e->shards); ls++) {
+      Range vocab;
+      const float *logits = shard_logits(e, rows[i].logits, ls, &vocab);
+      sampler_slice_sorted(logits, range_size(vocab), (int32_t)vocab.begin, rows[i].max, rows[i].rule->temperature,
+                           rows[i].sorted + (vocab.begin - e->local_vocab.begin));
+    }
+  }
+  for (int64_t s = 0; s < S && sizes; s++) sizes[s] = range_size(plan_shard(&e->config, s).vocab);
+  bool all_decided = false;
+  for (int64_t prev = 0, head = SAMPLE_FIRST_CANDIDATES; st == STATUS_OK && !all_decided; prev = head, head *= 4) {
+    const int64_t count = pack_heads(e, rows, n, prev, head, send);
     void *all = NULL;
     size_t all_bytes = 0;
     st = dist_gather_bytes(send, (size_t)count * sizeof *send, &all, &all_bytes);
-    if (e->rank.rank != 0) e->sample_bytes_sent += (uint64_t)count * sizeof *send;
-    if (st == STATUS_OK && e->rank.rank == 0) {
-      /* The gather is in rank order, so in shard order: file each shard's new candidates. */
-      const SampleCandidate *in = all;
-      int64_t n = 0;
-      for (int64_t s = 0; s < S; s++) {
-        const int64_t from = min64(prev, sizes[s]), to = min64(head, sizes[s]);
-        const int64_t offset = plan_shard(&e->config, s).vocab.begin;
-        memcpy(heads + offset + from, in, (size_t)(to - from) * sizeof *in);
-        in += to - from;
-        memcpy(merged + n, heads + offset, (size_t)to * sizeof *merged);
-        counts[s] = to;
-        n += to;
-      }
-      decided = sampler_pick_from_slices(merged, counts, sizes, S, total, rule->top_p, rule->uniform, id_out);
-    }
+    if (!root) e->sample_bytes_sent += (uint64_t)count * sizeof *send;
+    if (st == STATUS_OK && root) file_heads(e, rows, views, n, prev, head, all, counts, sizes);
     free(all);
-    if (st == STATUS_OK) st = dist_bcast(&decided, sizeof decided, 0);
+    for (int64_t i = 0; root && i < n; i++) decided[i] = rows[i].decided;
+    if (st == STATUS_OK) st = dist_bcast(decided, (size_t)n * sizeof *decided, 0);
+    all_decided = true;
+    for (int64_t i = 0; i < n; i++) {
+      rows[i].decided = decided[i] != 0;
+      all_decided &= rows[i].decided;
+    }
   }
-  free(sorted);
+  for (int64_t i = 0; i < n; i++) {
+    free(rows[i].sorted);
+    if (views) free(views[i].heads), free(views[i].merged);
+  }
   free(send);
-  free(heads);
-  free(merged);
+  free(views);
   free(counts);
   free(sizes);
+  free(decided);
   return st;
 }
 
@@ -447,20 +505,20 @@ static Status choose_tokens(Engine *e, const float *logits, const ChoiceRule *ru
   }
   if (st == STATUS_OK) st = dist_max_i32(ids, R);
   e->sample_bytes_sent += sizeof *ids * (uint64_t)(R * (N - 1));
+  /* Only rank 0 learns a nucleus row's id: the driver is the one that needs it. */
+  NucleusRow nucleus[R];
+  int64_t num_nucleus = 0;
   for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
     if (rules[i].temperature <= 0.0f || rules[i].top_p >= 1.0f) continue;
-    for (int64_t s = 0; s < S; s++) row_maxes[s] = maxes[((s / num_local) * R + i) * num_local + s % num_local];
-    float max = row_maxes[0];
-    double total = 0.0;
+    NucleusRow *row = &nucleus[num_nucleus++];
+    *row = (NucleusRow){.logits = logits + i * local, .rule = &rules[i], .max = -INFINITY, .id = &ids[i]};
     for (int64_t s = 0; s < S; s++) {
-      max = fmaxf(max, row_maxes[s]);
-      total += masses[((s / num_local) * R + i) * num_local + s % num_local];
+      const int64_t at = ((s / num_local) * R + i) * num_local + s % num_local;
+      row->max = fmaxf(row->max, maxes[at]);
+      row->total += masses[at];
     }
-    int32_t id = 0;
-    /* Only rank 0 learns the id: the driver is the one that needs it. */
-    st = sample_nucleus(e, logits + i * local, &rules[i], max, total, &id);
-    ids[i] = id;
   }
+  if (st == STATUS_OK && num_nucleus > 0) st = sample_nucleus_rows(e, nucleus, num_nucleus);
   free(local_max), free(maxes), free(local_mass), free(masses), free(row_maxes), free(row_masses);
   e->sample_seconds += dist_time() - start;
   return st;

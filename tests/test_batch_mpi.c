@@ -17,6 +17,8 @@
 #include "dist/engine.h"
 #include "dist/scheduler.h"
 #include "golden_mpi.h"
+#include "model/kernels.h"
+#include "model/sampler.h"
 #include "test_util.h"
 
 enum { SLOTS = 6, CONTEXT = 128, CHUNK = 8, MAX_GENERATED = 20, NUM_REQUESTS = 11 };
@@ -138,6 +140,20 @@ static void test_batched_requests_match_alone(void **state) {
     assert_int_equal(together[i].count, alone[i].count);
     assert_memory_equal(together[i].tokens, alone[i].tokens, (size_t)alone[i].count * sizeof(int32_t));
     assert_memory_equal(together[i].logits, alone[i].logits, (size_t)(alone[i].count * g_golden.vocab) * sizeof(float));
+  }
+  /* Every token is what the whole-vocabulary reference picks from its logits with the request's
+   * own draws: argmax when greedy, else model/sampler.h's procedure on one full vector. */
+  for (int i = 0; i < NUM_REQUESTS; i++) {
+    const SeqRequest r = request(i);
+    Sampler draws;
+    sampler_init(&draws, r.seed);
+    for (int64_t k = 0; k < together[i].count; k++) {
+      const float *row = together[i].logits + k * g_golden.vocab;
+      const int32_t want = r.temperature > 0.0f
+                               ? sampler_sample_full(row, g_golden.vocab, r.temperature, r.top_p, sampler_uniform(&draws))
+                               : (int32_t)argmax_f32(row, g_golden.vocab);
+      assert_int_equal(together[i].tokens[k], want);
+    }
   }
   /* The first request's prompt is the golden sequence's first 20 tokens. */
   assert_logits_row_matches(together[0].logits, g_golden.logits + 19 * g_golden.vocab, g_golden.vocab, 19);
