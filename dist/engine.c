@@ -135,7 +135,15 @@ static Status check_kv_memory(const Engine *e, const TransformerOptions *to) {
 static Status init_run_state(Engine *e, const TransformerOptions *to) {
   const GptOssConfig *c = &e->config;
   Status st = check_kv_memory(e, to);
-  if (st == STATUS_OK) st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, to);
+  if (st != STATUS_OK) return st;
+  st = transformer_init(&e->transformer, c, e->shards, e->weights.shards, &e->weights.replicated, to);
+  if (st == STATUS_OUT_OF_MEMORY) {
+    return status_error(st, "cannot allocate the run state: %.2f GB of KV cache for --parallel %lld x --context %lld, "
+                            "plus step buffers for %lld tokens (lower --parallel, --context or --chunk)",
+                        (double)transformer_kv_bytes(c, e->shards, to->context_length, to->num_slots) / 1e9,
+                        (long long)to->num_slots, (long long)to->context_length,
+                        (long long)(to->max_chunk + to->num_slots - 1));
+  }
   if (st != STATUS_OK) return st;
   e->local_vocab = transformer_local_vocab(&e->transformer);
   const int64_t rows = to->num_slots > SCORE_ROWS ? to->num_slots : SCORE_ROWS;

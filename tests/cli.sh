@@ -269,6 +269,24 @@ JSON
     expect_failure "the KV cache for --parallel 100000 x --context 4096 needs [0-9.]* GB" 0 2 \
       generate --model "$SMALL_MODEL" --batch "$scratch/in.jsonl" --parallel 100000 --context 4096 --quiet
     ;;
+  worker_allocation_fails)
+    # A worker rank that cannot allocate its run state says so itself, and every rank ends,
+    # non-zero. Rank 1 runs with a small address space (a small allocation limit under ASan,
+    # which needs a large address space of its own).
+    printf '{"tokens": [1, 2]}\n' >"$scratch/in.jsonl"
+    args=(generate --model "$SMALL_MODEL" --batch "$scratch/in.jsonl" --parallel 1000 --context 4096 --quiet)
+    limit="ulimit -v 3000000"
+    if [[ "${ASAN_OPTIONS:-}" == *detect_leaks=0* ]]; then
+      limit="export ASAN_OPTIONS=$ASAN_OPTIONS:allocator_may_return_null=1:max_allocation_size_mb=1"
+    fi
+    status=0
+    out=$(timeout 240 "$MPIEXEC" --oversubscribe -np 1 "$GPTOSS" "${args[@]}" : \
+      -np 1 bash -c "$limit; exec \"\$0\" \"\$@\"" "$GPTOSS" "${args[@]}" 2>&1) || status=$?
+    echo "$out"
+    [[ $status -ne 0 && $status -ne 124 ]] || die "exit status $status; expected a failure, not a hang"
+    grep -q "rank 1: error: .*cannot allocate the run state" <<<"$out" || die "rank 1 did not say it could not allocate"
+    ! grep -q "rank 0: error: .*cannot allocate" <<<"$out" || die "rank 0 claims the allocation failure"
+    ;;
   batch_generate)
     # The golden prompt beside other requests, greedy and sampled (own seeds, top-p), long and
     # short prompts: one at a time (--parallel 1) and four at once at 1, 2 and 4 ranks give the
