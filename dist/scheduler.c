@@ -147,8 +147,9 @@ int64_t scheduler_submit(Scheduler *s, const SeqRequest *r) {
   const int64_t context = s->engine->transformer.context_length;
   if (r->prompt_len <= 0 || r->prompt_len > context) {
     char error[160];
-    snprintf(error, sizeof error, "the prompt has %lld tokens; the context holds %lld (raise --context)",
-             (long long)r->prompt_len, (long long)context);
+    if (r->prompt_len <= 0) snprintf(error, sizeof error, "the prompt is empty");
+    else snprintf(error, sizeof error, "the prompt has %lld tokens; the context holds %lld (raise --context)",
+                  (long long)r->prompt_len, (long long)context);
     const int64_t id = q->id;
     finish(s, q, FINISH_CONTEXT, error);
     return id;
