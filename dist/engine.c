@@ -149,6 +149,11 @@ static Status init_run_state(Engine *e, const TransformerOptions *to) {
   const int64_t rows = to->num_slots > SCORE_ROWS ? to->num_slots : SCORE_ROWS;
   e->local_logits = malloc((size_t)(rows * range_size(e->local_vocab)) * sizeof *e->local_logits);
   if (!e->local_logits) return status_error(STATUS_OUT_OF_MEMORY, "logits buffer of %lld rows", (long long)rows);
+  /* A step travels whole in one broadcast of a fixed size: its largest segment list and rows. */
+  e->command_bytes = sizeof(Command) + (size_t)to->num_slots * sizeof(EngineSegment) +
+                     (size_t)e->transformer.max_rows * sizeof(int32_t);
+  e->command = calloc(1, e->command_bytes);
+  if (!e->command) return status_error(STATUS_OUT_OF_MEMORY, "command buffer of %zu bytes", e->command_bytes);
   return dist_reducer_init(&e->reducer, config_num_shards(c), range_size(e->shards), e->transformer.max_rows * c->hidden_size);
 }
 
@@ -185,6 +190,7 @@ void engine_free(Engine *e) {
   transformer_free(&e->transformer);
   dist_reducer_free(&e->reducer);
   free(e->local_logits);
+  free(e->command);
   modeldir_free_weights(&e->weights);
   memset(e, 0, sizeof *e);
 }
@@ -634,23 +640,23 @@ static Status check_tokens(const Engine *e, const int32_t *tokens, int64_t n) {
   return STATUS_OK;
 }
 
-/* Rank 0 broadcasts a command with its payload (segments, then tokens) and runs it like every
- * other rank. Inputs were checked before the broadcast, so every rank runs the same steps; a
- * failure after it (out of memory, a lost rank) may leave others inside a collective: it ends
- * the whole job. */
+/* Rank 0 broadcasts a command and runs it like every other rank. The command buffer travels in
+ * one broadcast of a fixed size: the header and, for a step, its segments and tokens — so a step
+ * costs the workers one broadcast. Other commands' tokens (a prompt, scored ids) follow in a
+ * second. Inputs were checked before the broadcast, so every rank runs the same steps; a failure
+ * after it (out of memory, a lost rank) may leave others inside a collective: it ends the job. */
 static Status broadcast_and_execute(Engine *e, const Command *cmd, const EngineSegment *segments, const int32_t *tokens,
                                     const OpResults *out) {
   const size_t segment_bytes = (size_t)cmd->num_segments * sizeof *segments;
   const size_t token_bytes = (size_t)cmd->num_tokens * sizeof *tokens;
-  char *payload = segment_bytes + token_bytes > 0 ? malloc(segment_bytes + token_bytes) : NULL;
-  if (segment_bytes + token_bytes > 0 && !payload) {
-    return status_error(STATUS_OUT_OF_MEMORY, "a command of %lld tokens", (long long)cmd->num_tokens);
+  const bool inline_payload = cmd->op == OP_STEP;
+  memcpy(e->command, cmd, sizeof *cmd);
+  if (inline_payload && segments && tokens) {
+    memcpy(e->command + sizeof *cmd, segments, segment_bytes);
+    memcpy(e->command + sizeof *cmd + segment_bytes, tokens, token_bytes);
   }
-  if (segments && segment_bytes) memcpy(payload, segments, segment_bytes);
-  if (tokens && token_bytes) memcpy(payload + segment_bytes, tokens, token_bytes);
-  Status st = dist_bcast((void *)cmd, sizeof *cmd, 0);
-  if (st == STATUS_OK && payload) st = dist_bcast(payload, segment_bytes + token_bytes, 0);
-  free(payload);
+  Status st = dist_bcast(e->command, e->command_bytes, 0);
+  if (st == STATUS_OK && !inline_payload && token_bytes > 0) st = dist_bcast((void *)tokens, token_bytes, 0);
   if (st == STATUS_OK) st = execute(e, cmd, segments, tokens, out);
   if (st != STATUS_OK) {
     status_error(st, "stopping all ranks after this error");
@@ -731,40 +737,43 @@ Status engine_replicas_agree(Engine *e, bool *agree_out) {
 
 Status engine_stop(Engine *e, int exit_status) {
   if (e->rank.num_ranks == 1) return STATUS_OK;
-  Command cmd = {.op = OP_STOP, .exit_status = exit_status, .num_tokens = 0};
-  return dist_bcast(&cmd, sizeof cmd, 0);
+  const Command cmd = {.op = OP_STOP, .exit_status = exit_status, .num_tokens = 0};
+  memcpy(e->command, &cmd, sizeof cmd);
+  return dist_bcast(e->command, e->command_bytes, 0);
 }
 
 /* ---------- every other rank ---------- */
 
 int engine_serve(Engine *e) {
-  char *payload = NULL;
-  size_t capacity = 0;
+  int32_t *tokens = NULL;
+  int64_t capacity = 0;
   for (;;) {
+    if (dist_bcast(e->command, e->command_bytes, 0) != STATUS_OK) break;
     Command cmd;
-    if (dist_bcast(&cmd, sizeof cmd, 0) != STATUS_OK) break;
+    memcpy(&cmd, e->command, sizeof cmd);
     if (cmd.op == OP_STOP) {
-      free(payload);
+      free(tokens);
       return cmd.exit_status;
     }
-    const size_t segment_bytes = (size_t)cmd.num_segments * sizeof(EngineSegment);
-    const size_t bytes = segment_bytes + (size_t)cmd.num_tokens * sizeof(int32_t);
-    if (bytes > capacity) {
-      free(payload);
-      capacity = bytes;
-      payload = malloc(capacity);
-      if (!payload) {
-        status_error(STATUS_OUT_OF_MEMORY, "command payload of %zu bytes", capacity);
+    const EngineSegment *segments = (const EngineSegment *)(e->command + sizeof cmd);
+    const int32_t *step_tokens = (const int32_t *)(e->command + sizeof cmd + (size_t)cmd.num_segments * sizeof *segments);
+    if (cmd.op != OP_STEP && cmd.num_tokens > capacity) {
+      free(tokens);
+      capacity = cmd.num_tokens;
+      tokens = malloc((size_t)capacity * sizeof *tokens);
+      if (!tokens) {
+        status_error(STATUS_OUT_OF_MEMORY, "token buffer of %lld", (long long)capacity);
         dist_abort(1);
       }
     }
-    if (bytes > 0 && dist_bcast(payload, bytes, 0) != STATUS_OK) break;
-    const EngineSegment *segments = (const EngineSegment *)payload;
-    const int32_t *tokens = (const int32_t *)(payload + segment_bytes);
+    if (cmd.op != OP_STEP && cmd.num_tokens > 0 &&
+        dist_bcast(tokens, (size_t)cmd.num_tokens * sizeof *tokens, 0) != STATUS_OK) {
+      break;
+    }
     /* A failure here (it printed why) would leave the other ranks waiting in a collective. */
-    if (execute(e, &cmd, segments, tokens, &NO_RESULTS) != STATUS_OK) dist_abort(1);
+    if (execute(e, &cmd, segments, cmd.op == OP_STEP ? step_tokens : tokens, &NO_RESULTS) != STATUS_OK) dist_abort(1);
   }
-  free(payload);
+  free(tokens);
   status_error(STATUS_REMOTE_ERROR, "lost contact with rank 0");
   dist_abort(1);
   return 1;

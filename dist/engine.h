@@ -31,7 +31,9 @@ typedef struct {
   LoadedWeights weights;
   Transformer transformer;
   DistReducer reducer;
-  float *local_logits;        /* [SCORE_ROWS, V_local] */
+  float *local_logits;        /* [max(SCORE_ROWS, slots), V_local] */
+  char *command;              /* the broadcast buffer: a command header, then a step's segments and tokens */
+  size_t command_bytes;
   uint64_t sample_bytes_sent; /* bytes this rank sent for sampling decisions and logits */
   double sample_seconds;      /* choosing tokens: argmax agreement, sampling, logits gathers */
   int64_t tokens_forwarded;
