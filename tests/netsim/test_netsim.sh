@@ -119,7 +119,7 @@ check_fault_outcome() {
   took=$(awk -v a="$FAULT_T" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   cat "$scratch/err"
   ((status != 0)) || die "exit status 0 after $what"
-  ((status != 124 && status != 137)) || die "the job hung after $what (killed by the deadline)"
+  ((status != 124)) || die "the job hung after $what (killed by the deadline)"  # 137 = mpirun reporting a rank killed by signal 9; a hang also fails the time bound below
   awk -v t="$took" -v b="$FAULT_BOUND" 'BEGIN { exit !(t < b) }' ||
     die "the job took ${took} s to end after $what (bound ${FAULT_BOUND} s)"
   # Nothing hangs: every orted and rank, in every namespace, is gone within a few seconds.
