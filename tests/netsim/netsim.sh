@@ -1,12 +1,9 @@
 #!/bin/bash
-# A virtual cluster on one machine, sourced by the netsim tests (tests/netsim/test_netsim.sh) and
-# the network benchmark (tests/netsim/bench_netsim.sh):
+# A virtual cluster on one machine, sourced by the netsim tests (tests/netsim/test_netsim.sh):
 #
 #   netsim_up N              N "nodes" n1..nN, each a network namespace with one interface eth0
 #                            (10.77.0.1I/24) on a switch; mpirun runs in a head namespace
-#                            (10.77.0.2). Two switches: a Linux bridge (default), or, with
-#                            NETSIM_DELAY_US set, tests/netsim/delay_switch.py, a user-space
-#                            switch that holds every frame for that many microseconds (one way).
+#                            (10.77.0.2), all on one Linux bridge.
 #   netsim_mpirun ARGS...    mpirun in the head namespace, one rank per node, TCP only, over the
 #                            namespaces' addresses only, short failure-detection timeouts
 #   netsim_shape I RATE      token-bucket shaping of node I's egress (tc tbf), e.g. 1gbit
@@ -29,7 +26,6 @@ NETSIM_KEEPALIVE_TIME=${NETSIM_KEEPALIVE_TIME:-1}
 NETSIM_KEEPALIVE_INTVL=${NETSIM_KEEPALIVE_INTVL:-1}
 NETSIM_KEEPALIVE_PROBES=${NETSIM_KEEPALIVE_PROBES:-3}
 NETSIM_N=0
-NETSIM_SWITCH_PID=""
 
 netsim_log() { echo "netsim: $*" >&2; }
 
@@ -53,10 +49,6 @@ netsim_check_support() {
     echo "SKIP: $why"
     exit 77
   fi
-  if [[ -n ${NETSIM_DELAY_US:-} ]] && [[ ! -c /dev/net/tun ]]; then
-    echo "SKIP: NETSIM_DELAY_US needs /dev/net/tun for the delaying switch"
-    exit 77
-  fi
 }
 
 netsim_node_ns() { echo "$NETSIM_PREFIX-n$1"; }
@@ -72,20 +64,16 @@ netsim_up() {
   ip netns add "$NETSIM_PREFIX-sw"
   ip netns add "$NETSIM_PREFIX-h"
   for ((i = 1; i <= n; i++)); do ip netns add "$(netsim_node_ns "$i")"; done
-  if [[ -n ${NETSIM_DELAY_US:-} ]]; then
-    netsim_up_delay_switch "$n"
-  else
-    ip -n "$NETSIM_PREFIX-sw" link add br0 type bridge
-    ip -n "$NETSIM_PREFIX-sw" link set br0 up
-    # The head (index 0) and the nodes, each one veth into the switch namespace.
-    ip -n "$NETSIM_PREFIX-sw" link add p0 type veth peer name eth0 netns "$NETSIM_PREFIX-h"
-    for ((i = 1; i <= n; i++)); do
-      ip -n "$NETSIM_PREFIX-sw" link add "p$i" type veth peer name eth0 netns "$(netsim_node_ns "$i")"
-    done
-    for ((i = 0; i <= n; i++)); do
-      ip -n "$NETSIM_PREFIX-sw" link set "p$i" master br0 up
-    done
-  fi
+  ip -n "$NETSIM_PREFIX-sw" link add br0 type bridge
+  ip -n "$NETSIM_PREFIX-sw" link set br0 up
+  # The head (index 0) and the nodes, each one veth into the switch namespace.
+  ip -n "$NETSIM_PREFIX-sw" link add p0 type veth peer name eth0 netns "$NETSIM_PREFIX-h"
+  for ((i = 1; i <= n; i++)); do
+    ip -n "$NETSIM_PREFIX-sw" link add "p$i" type veth peer name eth0 netns "$(netsim_node_ns "$i")"
+  done
+  for ((i = 0; i <= n; i++)); do
+    ip -n "$NETSIM_PREFIX-sw" link set "p$i" master br0 up
+  done
   ip -n "$NETSIM_PREFIX-h" addr add "$NETSIM_HEAD_ADDR/24" dev eth0
   ip -n "$NETSIM_PREFIX-h" link set lo up
   ip -n "$NETSIM_PREFIX-h" link set eth0 up
@@ -101,30 +89,7 @@ netsim_up() {
     ip -n "$(netsim_node_ns "$i")" link show eth0 | grep -q 'state \(UP\|UNKNOWN\)' ||
       { netsim_log "node $i's link did not come up"; return 1; }
   done
-  netsim_log "up: $n nodes in namespaces $NETSIM_PREFIX-n1..n$n, switch ${NETSIM_DELAY_US:+delaying ${NETSIM_DELAY_US} us}${NETSIM_DELAY_US:-bridge}"
-}
-
-# The delaying switch: one TAP device per port, created by delay_switch.py in the switch
-# namespace, then moved into the head / node namespaces (a TAP keeps its file descriptor when
-# its interface changes namespace).
-netsim_up_delay_switch() {
-  local n=$1 i ready=$NETSIM_DIR/switch.ready
-  ip netns exec "$NETSIM_PREFIX-sw" /usr/bin/python3 "$NETSIM_HERE/delay_switch.py" \
-    --ports $((n + 1)) --delay-us "$NETSIM_DELAY_US" --ready "$ready" \
-    >"$NETSIM_DIR/switch.log" 2>&1 &
-  NETSIM_SWITCH_PID=$!
-  for ((i = 0; i < 100; i++)); do
-    [[ -e $ready ]] && break
-    kill -0 "$NETSIM_SWITCH_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  [[ -e $ready ]] || { cat "$NETSIM_DIR/switch.log" >&2; netsim_log "the delaying switch did not start"; return 1; }
-  ip -n "$NETSIM_PREFIX-sw" link set t0 netns "$NETSIM_PREFIX-h"
-  ip -n "$NETSIM_PREFIX-h" link set t0 name eth0
-  for ((i = 1; i <= n; i++)); do
-    ip -n "$NETSIM_PREFIX-sw" link set "t$i" netns "$(netsim_node_ns "$i")"
-    ip -n "$(netsim_node_ns "$i")" link set "t$i" name eth0
-  done
+  netsim_log "up: $n nodes in namespaces $NETSIM_PREFIX-n1..n$n"
 }
 
 # netsim_mpirun ARGS...: mpirun in the head namespace with one rank per node, ended (SIGTERM,
@@ -176,7 +141,6 @@ netsim_pids() {
 netsim_down() {
   [[ -n ${NETSIM_PREFIX:-} ]] || return 0
   local pids ns i
-  if [[ -n $NETSIM_SWITCH_PID ]]; then kill "$NETSIM_SWITCH_PID" 2>/dev/null || true; fi
   for i in 1 2 3 4 5; do
     pids=$(netsim_pids)
     [[ -n $pids ]] || break
@@ -188,7 +152,6 @@ netsim_down() {
   for ns in $(ip netns list 2>/dev/null | awk -v p="$NETSIM_PREFIX-" 'index($1, p) == 1 { print $1 }'); do
     ip netns del "$ns" 2>/dev/null || netsim_log "cannot delete namespace $ns"
   done
-  if [[ -n $NETSIM_SWITCH_PID ]]; then wait "$NETSIM_SWITCH_PID" 2>/dev/null || true; fi
   [[ -n ${NETSIM_DIR:-} ]] && rm -rf "$NETSIM_DIR"
   local left
   left=$(ip netns list 2>/dev/null | awk -v p="$NETSIM_PREFIX-" 'index($1, p) == 1' | wc -l)
