@@ -1,6 +1,8 @@
 /* MPI collectives for the engine (see comm.h). Runs on every rank. */
 #include "dist/comm.h"
 
+#include "dist/node.h"
+#include "dist/placement.h"
 #include "model/plan.h"
 
 #include <limits.h>
@@ -10,6 +12,7 @@
 
 Status dist_init(int *argc, char ***argv, RankInfo *out) {
   int provided = 0;
+  placement_prepare_mpi_env();
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     return status_error(STATUS_IO_ERROR, "MPI_Init failed");
   }
@@ -21,7 +24,10 @@ Status dist_init(int *argc, char ***argv, RankInfo *out) {
   return STATUS_OK;
 }
 
-void dist_finalize(void) { MPI_Finalize(); }
+void dist_finalize(void) {
+  dist_node_comm_free();
+  MPI_Finalize();
+}
 
 void dist_abort(int exit_code) { MPI_Abort(MPI_COMM_WORLD, exit_code); }
 

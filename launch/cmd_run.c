@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/placement.h"
 #include "io/logits_file.h"
 #include "launch/commands.h"
 #include "launch/run.h"
@@ -39,6 +40,9 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
   }
   if (st == STATUS_OK && !help && o->tokens_text) st = args_parse_ids(o->tokens_text, &tokens, &num_tokens);
   if (st == STATUS_OK && !help && o->prepare) st = o->prepare(o);
+  if (st == STATUS_OK && !help && (o->threads < 0 || o->threads > 4096)) {
+    st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: --threads must be 1..4096 (or 0 for the default)", argv[0]);
+  }
   status_set_silent(0);
   if (help && rank.rank == 0) args_print_help(stdout, usage, options, num_options);
   if (st != STATUS_OK || help) {
@@ -47,6 +51,12 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
     return st != STATUS_OK ? 2 : 0;
   }
   status_set_quiet(o->quiet);
+  /* Before the first parallel region; every rank parsed the same argv, so all get here. */
+  Placement placement;
+  if (dist_placement_apply((int)o->threads, &placement) != STATUS_OK ||
+      (o->verbose && dist_placement_print(&placement, stderr) != STATUS_OK)) {
+    dist_abort(1);
+  }
   Engine engine;
   const EngineOptions eo = {.context_length = o->context, .max_chunk = o->chunk, .num_slots = o->parallel,
                            .verify_checksums = !o->no_verify};

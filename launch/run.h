@@ -24,6 +24,7 @@ typedef struct RunOptions {
   int64_t chunk;
   int64_t seed;
   int64_t parallel;   /* --parallel: sequences at once (generate --batch, bench) */
+  int64_t threads;    /* --threads; 0 = OMP_NUM_THREADS or the rank's share of its node's CPUs */
   double temperature;
   double top_p;
   bool ids;
@@ -43,6 +44,7 @@ typedef struct RunOptions {
   {"--context", OPT_INT, &(o).context, "context length (default min(max_position_embeddings, 4096))"}, \
   {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 512; 1 = token by token)"},      \
   {"--no-verify", OPT_FLAG, &(o).no_verify, "skip the checksum check of the weights at load"},        \
+  {"--threads", OPT_INT, &(o).threads, "OpenMP threads per rank (default: OMP_NUM_THREADS, else the rank's share of its node's CPUs)"}, \
   {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"},                                             \
   {"--verbose", OPT_FLAG, &(o).verbose, "at the end, per-phase time (min/avg/max over ranks), bytes sent"}
 
