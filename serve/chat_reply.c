@@ -117,3 +117,30 @@ char *chat_reply_json(const HarmonyParsedMessage *messages, size_t num_messages,
   json_decref(root);
   return text;
 }
+
+static json_t *delta_json(ChatDeltaKind kind, const char *text, size_t text_bytes) {
+  switch (kind) {
+  case CHAT_DELTA_ROLE: return json_pack("{s:s}", "role", "assistant");
+  case CHAT_DELTA_CONTENT: return json_pack("{s:o*}", "content", json_text(text, text_bytes));
+  case CHAT_DELTA_REASONING: return json_pack("{s:o*}", "reasoning_content", json_text(text, text_bytes));
+  default: return json_object();
+  }
+}
+
+char *chat_reply_chunk_sse(const ChatReplyInfo *info, ChatDeltaKind kind, const char *text, size_t text_bytes,
+                           const char *finish_reason, const ChatUsage *usage) {
+  json_t *choices = kind == CHAT_DELTA_USAGE
+                        ? json_array()
+                        : json_pack("[{s:i, s:o*, s:s?}]", "index", 0, "delta", delta_json(kind, text, text_bytes),
+                                    "finish_reason", kind == CHAT_DELTA_FINISH ? finish_reason : NULL);
+  json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:o*}", "id", info->id, "object", "chat.completion.chunk", "created",
+                           (json_int_t)info->created, "model", info->model, "choices", choices);
+  if (root != NULL && kind == CHAT_DELTA_USAGE) json_object_set_new(root, "usage", usage_json(usage));
+  char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  json_decref(root);
+  if (body == NULL) return NULL;
+  char *event = malloc(strlen(body) + sizeof "data: \n\n");
+  if (event != NULL) sprintf(event, "data: %s\n\n", body);
+  free(body);
+  return event;
+}

@@ -35,4 +35,19 @@ char *chat_reply_json(const HarmonyParsedMessage *messages, size_t num_messages,
 /* "tool_calls" when any message calls a function, else "length" if info says so, else "stop". */
 const char *chat_reply_finish_reason(const HarmonyParsedMessage *messages, size_t num_messages, bool hit_length);
 
+/* What one streamed chunk carries (the delta of one token, or the end). */
+typedef enum {
+  CHAT_DELTA_ROLE,       /* the first chunk: {"role": "assistant"} */
+  CHAT_DELTA_CONTENT,    /* text of the final channel (or commentary to no one) */
+  CHAT_DELTA_REASONING,  /* text of the analysis channel */
+  CHAT_DELTA_FINISH,     /* empty delta with finish_reason */
+  CHAT_DELTA_USAGE,      /* choices [] and usage (stream_options.include_usage) */
+} ChatDeltaKind;
+
+/* One `data: {...}\n\n` SSE event of a chat.completion.chunk; `text` (may hold broken UTF-8,
+ * replaced) for CONTENT/REASONING, `finish_reason` for FINISH, `usage` for USAGE. The caller
+ * frees it. NULL when out of memory. */
+char *chat_reply_chunk_sse(const ChatReplyInfo *info, ChatDeltaKind kind, const char *text, size_t text_bytes,
+                           const char *finish_reason, const ChatUsage *usage);
+
 #endif

@@ -1,7 +1,7 @@
 /* Tests of serve/chat_reply: parsed harmony messages as the chat.completion object, parsed back
  * with Jansson: analysis as reasoning_content, final as content, a functions.NAME call as a
  * tool_calls entry with finish_reason "tool_calls", other recipients dropped, length, usage, and
- * broken UTF-8 replaced. */
+ * broken UTF-8 replaced; and each kind of streamed chunk as an SSE event. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,6 +93,49 @@ static void test_broken_utf8_is_replaced(void **state) {
   json_decref(root);
 }
 
+/* The SSE event's JSON, checked to be framed as `data: ...\n\n`. */
+static json_t *chunk(ChatDeltaKind kind, const char *text, const char *finish_reason) {
+  ChatReplyInfo info = {.id = "chatcmpl-7", .model = "gpt-oss", .created = 5};
+  ChatUsage usage = {.prompt_tokens = 3, .completion_tokens = 4, .reasoning_tokens = 1};
+  char *event = chat_reply_chunk_sse(&info, kind, text, text ? strlen(text) : 0, finish_reason, &usage);
+  assert_non_null(event);
+  assert_true(strncmp(event, "data: {", 7) == 0);
+  size_t len = strlen(event);
+  assert_string_equal(event + len - 2, "\n\n");
+  event[len - 2] = '\0';
+  json_t *root = json_loads(event + 6, 0, NULL);
+  assert_non_null(root);
+  free(event);
+  assert_string_equal(str(root, "object"), "chat.completion.chunk");
+  assert_string_equal(str(root, "id"), "chatcmpl-7");
+  return root;
+}
+
+static json_t *delta(json_t *root) { return json_object_get(choice(root), "delta"); }
+
+static void test_stream_chunks(void **state) {
+  json_t *root = chunk(CHAT_DELTA_ROLE, NULL, NULL);
+  assert_string_equal(str(delta(root), "role"), "assistant");
+  assert_true(json_is_null(json_object_get(choice(root), "finish_reason")));
+  json_decref(root);
+  root = chunk(CHAT_DELTA_CONTENT, "Hel\xff", NULL);
+  assert_string_equal(str(delta(root), "content"), "Hel\xef\xbf\xbd");
+  assert_null(json_object_get(delta(root), "reasoning_content"));
+  json_decref(root);
+  root = chunk(CHAT_DELTA_REASONING, "hmm", NULL);
+  assert_string_equal(str(delta(root), "reasoning_content"), "hmm");
+  json_decref(root);
+  root = chunk(CHAT_DELTA_FINISH, NULL, "length");
+  assert_int_equal(json_object_size(delta(root)), 0);
+  assert_string_equal(str(choice(root), "finish_reason"), "length");
+  assert_null(json_object_get(root, "usage"));
+  json_decref(root);
+  root = chunk(CHAT_DELTA_USAGE, NULL, NULL);
+  assert_int_equal(json_array_size(json_object_get(root, "choices")), 0);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "usage"), "total_tokens")), 7);
+  json_decref(root);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reasoning_and_content_are_split),
@@ -100,6 +143,7 @@ int main(void) {
       cmocka_unit_test(test_other_recipients_are_not_content),
       cmocka_unit_test(test_length_and_empty_output),
       cmocka_unit_test(test_broken_utf8_is_replaced),
+      cmocka_unit_test(test_stream_chunks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
