@@ -1,0 +1,62 @@
+/* libFuzzer target for serve/chat_request and serve/chat_prompt (not built by CMake). Each input
+ * is a request body: a refused one must carry a 400 (or a 500 out of memory) whose error object
+ * is valid JSON; an accepted one must keep chat_request.h's promises and either render as a
+ * harmony prompt or be refused by chat_prompt with a 400. Any broken promise aborts. By hand:
+ *   clang -fsanitize=fuzzer,address,undefined -I. -D_POSIX_C_SOURCE=200809L tests/fuzz/fuzz_chat_request.c \
+ *         serve/chat_request.c serve/chat_prompt.c io/harmony.c io/tokenizer.c io/utf8.c io/vocab_embedded.c \
+ *         io/config_json.c model/status.c model/config.c -DGPTOSS_VOCAB_FILE='"io/data/o200k_base.tiktoken"' \
+ *         -ljansson -lpcre2-8 -lm -o fuzz_chat_request
+ *   ./fuzz_chat_request NEW_DIR tests/fuzz/corpus/chat_request */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/chat_prompt.h"
+#include "serve/chat_request.h"
+
+static void require(int condition) {
+  if (!condition) abort();
+}
+
+static void check_refusal(const ApiError *error) {
+  require(error->http_status == 400 || error->http_status == 500);
+  char *text = api_error_json(error);
+  if (text == NULL) return; /* out of memory */
+  json_t *root = json_loads(text, 0, NULL);
+  require(root != NULL && json_is_string(json_object_get(json_object_get(root, "error"), "message")));
+  json_decref(root);
+  free(text);
+}
+
+static void check_request(const ChatRequest *r) {
+  require(r->num_messages >= 1 && r->max_tokens >= 0 && r->num_stop <= CHAT_MAX_STOP_STRINGS);
+  require(r->temperature >= 0 && r->temperature <= 2 && r->top_p > 0 && r->top_p <= 1);
+  for (size_t i = 0; i < r->num_messages; i++) {
+    require(r->messages[i].content != NULL);
+    require(r->messages[i].role != HARMONY_ROLE_TOOL || r->messages[i].tool_call_id != NULL);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  ChatRequest request;
+  ApiError error;
+  if (!chat_request_parse((const char *)data, size, &request, &error)) {
+    check_refusal(&error);
+    return 0;
+  }
+  check_request(&request);
+  ChatPrompt prompt;
+  if (chat_prompt_build(&request, "2026-01-01", &prompt, &error)) {
+    char *text = NULL;
+    size_t bytes = 0;
+    /* Jansson hands out valid UTF-8 only, so rendering cannot fail on the text. */
+    require(harmony_render_prompt_text(&prompt.prompt, &text, &bytes) == STATUS_OK);
+    free(text);
+    chat_prompt_free(&prompt);
+  } else {
+    check_refusal(&error);
+  }
+  chat_request_free(&request);
+  return 0;
+}
