@@ -337,8 +337,11 @@ static int drive_chat(Engine *e, const RunOptions *o, const int32_t *tokens, int
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
   const bool interactive = isatty(STDIN_FILENO);
+  /* Printed only once the handlers are in place: a script may signal as soon as it reads this. */
   if (interactive && st == STATUS_OK) {
     fprintf(stderr, "gptoss chat: type a message and press Enter; Ctrl-C stops an answer, Ctrl-D ends.\n");
+  } else if (st == STATUS_OK) {
+    status_note("chat ready: one message per line on standard input; SIGINT or SIGUSR1 stops an answer");
   }
   char *line = NULL, *last_answer = NULL;
   size_t capacity = 0;
