@@ -327,6 +327,19 @@ JSON
     sleep 1
     ! pgrep -f "gptoss generate --model $SMALL_MODEL --prompt wait" >/dev/null || die "ranks left running"
     ;;
+  version)
+    # gptoss --version: the project's version, the kernel ISA this CPU gets, MPI and HDF5.
+    out=$("$GPTOSS" --version)
+    echo "$out"
+    grep -q "^gptoss $PROJECT_VERSION (git [^)]*)$" <<<"$out" || die "no 'gptoss $PROJECT_VERSION (git ...)' line"
+    isa=portable
+    grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isa=avx2
+    grep -q "^kernels: $isa " <<<"$out" || die "kernels line does not say $isa, which this CPU supports"
+    grep -Eq "^mpi: Open MPI v[0-9]+\.[0-9]+" <<<"$out" || die "no Open MPI version"
+    grep -Eq "^hdf5: HDF5 [0-9]+\.[0-9]+\.[0-9]+$" <<<"$out" || die "no HDF5 version"
+    h5=$(h5cc -showconfig 2>/dev/null | sed -n 's/^ *HDF5 Version: *//p')
+    [[ -z "$h5" ]] || grep -qx "hdf5: HDF5 $h5" <<<"$out" || die "HDF5 line differs from h5cc's $h5"
+    ;;
   unreadable_model_dir)
     mkdir "$scratch/model"
     echo "not hdf5" >"$scratch/model/manifest.h5"
