@@ -216,8 +216,15 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   if (st == STATUS_OK) {
     Printer printer;
     printer_init(&printer, mode, tok, o->show_reasoning);
+    const double start = phase_clock();
     st = generate_reply(&decoder, &printer, prompt.ids, (int64_t)prompt.num_ids, o->max_tokens, harmony, &end);
+    const double seconds = phase_clock() - start;
     printer_finish(&printer, NULL, NULL);
+    if (st == STATUS_OK && printer.count > 0) {
+      status_note("%lld tokens in %.2f s (%.1f tokens/s, including the %zu-token prompt) on %d rank(s)",
+                  (long long)printer.count, seconds, (double)printer.count / seconds, prompt.num_ids,
+                  e->rank.num_ranks);
+    }
     token_list_free(&printer.ids);
     note_reply_end(end, e);
   }
