@@ -59,8 +59,9 @@ if [[ $(id -u) -eq 0 ]]; then
   mpirun_args+=(--allow-run-as-root)
 fi
 prompt="The capital of France is"
-step "mpirun ${mpirun_args[*]} build/gptoss generate --model small.model --raw --prompt '$prompt' --max-tokens 40"
+generate=(build/gptoss generate --model small.model --raw --prompt "$prompt" --max-tokens 40 --seed 3)
+step "mpirun ${mpirun_args[*]} ${generate[*]:0:6} '$prompt' ${generate[*]:7}"
 echo "The weights are random, so the continuation below is noise: it shows the $ranks ranks ran the"
 echo "model and decoded real o200k tokens, nothing more. (Real weights: README.md, 'Running the real models'.)"
 printf -- '-- prompt: %s\n-- continuation:\n' "$prompt"
-mpirun "${mpirun_args[@]}" build/gptoss generate --model small.model --raw --prompt "$prompt" --max-tokens 40 --seed 3
+mpirun "${mpirun_args[@]}" "${generate[@]}"
