@@ -218,8 +218,15 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   if (st == STATUS_OK) {
     Printer printer;
     printer_init(&printer, mode, tok, o->show_reasoning);
+    const double start = phase_clock();
     st = generate_reply(&decoder, &printer, prompt.ids, (int64_t)prompt.num_ids, o->max_tokens, harmony, &end);
+    const double seconds = phase_clock() - start;
     printer_finish(&printer, NULL, NULL);
+    if (st == STATUS_OK && printer.count > 0) {
+      status_note("%lld tokens in %.2f s (%.1f tokens/s, including the %zu-token prompt) on %d rank(s)",
+                  (long long)printer.count, seconds, (double)printer.count / seconds, prompt.num_ids,
+                  e->rank.num_ranks);
+    }
     token_list_free(&printer.ids);
     note_reply_end(end, e);
   }
@@ -344,8 +351,11 @@ static int drive_chat(Engine *e, const RunOptions *o, const int32_t *tokens, int
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
   const bool interactive = isatty(STDIN_FILENO);
+  /* Printed only once the handlers are in place: a script may signal as soon as it reads this. */
   if (interactive && st == STATUS_OK) {
     fprintf(stderr, "gptoss chat: type a message and press Enter; Ctrl-C stops an answer, Ctrl-D ends.\n");
+  } else if (st == STATUS_OK) {
+    status_note("chat ready: one message per line on standard input; SIGINT or SIGUSR1 stops an answer");
   }
   char *line = NULL, *last_answer = NULL;
   size_t capacity = 0;

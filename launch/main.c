@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "launch/commands.h"
+#include "launch/version.h"
 
 typedef struct {
   const char *name;
@@ -21,7 +22,7 @@ static const Command COMMANDS[] = {
 };
 
 static void print_usage(FILE *out) {
-  fprintf(out, "usage: gptoss COMMAND [options]   (gptoss COMMAND --help for its options)\n\ncommands:\n");
+  fprintf(out, "usage: gptoss COMMAND [options]   (gptoss COMMAND --help for its options; gptoss --version)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
     fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
   }
@@ -32,6 +33,10 @@ int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     print_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    version_print(stdout);
+    return 0;
   }
   for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
     if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);

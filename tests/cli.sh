@@ -37,6 +37,23 @@ expect_failure() {
 
 copy_model() { cp -r "$GOLDEN_MODEL" "$scratch/model"; chmod -R u+w "$scratch/model"; }
 
+# wait_for FILE PATTERN [SECONDS]: until FILE has a line matching PATTERN (the program saying it is
+# ready for the next step), or fail after SECONDS (default 120). Signal tests wait on this, never
+# on a sleep: a signal that arrives before the program installs its handler proves nothing.
+wait_for() {
+  local file=$1 pattern=$2 limit=${3:-120}
+  SECONDS=0
+  until grep -Eq -- "$pattern" "$file" 2>/dev/null; do
+    [[ $SECONDS -lt $limit ]] || die "waited ${limit}s for '$pattern' in $(basename "$file"): $(tail -c 400 "$file" 2>/dev/null)"
+    sleep 0.05
+  done
+}
+
+# open_input: a FIFO on fd 3 to feed a chat one line at a time (close_input ends its input). The
+# chat must be started with 3>&- so that closing fd 3 here is its end of input.
+open_input() { mkfifo "$scratch/in"; exec 3<>"$scratch/in"; }
+close_input() { exec 3>&-; }
+
 case $case_name in
   score_matches_reference)
     out=$(run 2 score --model "$GOLDEN_MODEL" --tokens "$tokens" --logits "$scratch/out.h5" --quiet)
@@ -190,17 +207,24 @@ JSON
     ;;
   chat_interrupt)
     # Without mpirun, Ctrl-C (SIGINT) stops the current answer, not the job: the next turn runs
-    # to its token limit and end of input ends the job with status 0.
-    (sleep 2; printf 'Hi\n'; sleep 4; printf 'again\n'; sleep 1) |
-      timeout 280 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids >"$scratch/out" 2>"$scratch/err" &
+    # to its token limit and end of input ends the job with status 0. Each step waits for the
+    # chat to say it is ready for it: the ready line (handlers installed), the first token of
+    # the answer, the "stopped" note.
+    open_input
+    timeout 280 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids <"$scratch/in" \
+      >"$scratch/out" 2>"$scratch/err" 3>&- &
     job=$!
-    sleep 4
-    pkill -INT -f "^$GPTOSS chat --model $SMALL_MODEL"
+    wait_for "$scratch/err" "chat ready"
+    echo Hi >&3
+    wait_for "$scratch/out" "[0-9]"
+    kill -INT "$(pgrep -P "$job")"   # gptoss, the child of timeout
+    wait_for "$scratch/err" "stopped"
+    echo again >&3
+    close_input
     status=0
     wait "$job" || status=$?
     cat "$scratch/err"
     [[ $status -eq 0 ]] || die "chat exited with $status"
-    grep -q "stopped" "$scratch/err" || die "the interrupted answer was not reported"
     counts=$(awk '{print NF}' "$scratch/out" | tr '\n' ' ')
     [[ "$counts" =~ ^[0-9]+\ 400\ $ ]] || die "answer lengths '$counts': want an interrupted one, then 400"
     first=${counts%% *}
@@ -233,12 +257,18 @@ JSON
     ;;
   chat_interrupt_mpirun)
     # Under mpirun, SIGUSR1 (which mpirun forwards to every rank) stops the current answer.
-    (sleep 3; printf 'Hi\n'; sleep 5; printf 'again\n'; sleep 1) |
-      timeout 280 "$MPIEXEC" --oversubscribe -np 2 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids \
-      >"$scratch/out" 2>"$scratch/err" &
+    # Waits as in chat_interrupt; mpirun forwards rank 0's stdin from the FIFO and its stderr.
+    open_input
+    timeout 280 "$MPIEXEC" --oversubscribe -np 2 "$GPTOSS" chat --model "$SMALL_MODEL" --max-tokens 400 --ids \
+      <"$scratch/in" >"$scratch/out" 2>"$scratch/err" 3>&- &
     job=$!
-    sleep 5
-    kill -USR1 "$(pgrep -f "^$MPIEXEC .*chat --model $SMALL_MODEL" | head -1)"
+    wait_for "$scratch/err" "chat ready"
+    echo Hi >&3
+    wait_for "$scratch/out" "[0-9]"
+    kill -USR1 "$(pgrep -P "$job")"  # mpirun, the child of timeout
+    wait_for "$scratch/err" "stopped"
+    echo again >&3
+    close_input
     status=0
     wait "$job" || status=$?
     cat "$scratch/err"
@@ -349,15 +379,13 @@ JSON
     timeout 120 "$MPIEXEC" --oversubscribe -np 4 "$GPTOSS" generate --model "$SMALL_MODEL" --prompt "count" \
       --max-tokens 100000 --ids --quiet >"$scratch/out" 2>"$scratch/err" &
     job=$!
+    # Ready: the first token is out, so every rank is inside the generation loop.
+    wait_for "$scratch/out" "[0-9]"
     victim=""
-    for _ in $(seq 100); do
-      for pid in $(pgrep -f "gptoss generate --model $SMALL_MODEL --prompt count" || true); do
-        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$pid; fi
-      done
-      [[ -n "$victim" && -s "$scratch/out" ]] && break
-      sleep 0.2
+    for pid in $(pgrep -f "gptoss generate --model $SMALL_MODEL --prompt count" || true); do
+      if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$pid; fi
     done
-    [[ -n "$victim" ]] || die "rank 2 never started"
+    [[ -n "$victim" ]] || die "no process of rank 2 while the job generates"
     kill -9 "$victim"
     SECONDS=0
     status=0
@@ -372,8 +400,8 @@ JSON
     timeout 120 "$MPIEXEC" --oversubscribe -np 4 "$GPTOSS" generate --model "$SMALL_MODEL" --prompt "wait" \
       --max-tokens 100000 --ids --quiet >"$scratch/out" 2>"$scratch/err" &
     job=$!
-    for _ in $(seq 100); do [[ -s "$scratch/out" ]] && break; sleep 0.2; done
-    kill -TERM "$(pgrep -f "^$MPIEXEC .*--prompt wait" | head -1)"
+    wait_for "$scratch/out" "[0-9]"
+    kill -TERM "$(pgrep -P "$job")"  # mpirun, the child of timeout
     SECONDS=0
     status=0
     wait "$job" || status=$?
@@ -381,6 +409,19 @@ JSON
     [[ $SECONDS -lt 30 ]] || die "the job took ${SECONDS}s to stop"
     sleep 1
     ! pgrep -f "gptoss generate --model $SMALL_MODEL --prompt wait" >/dev/null || die "ranks left running"
+    ;;
+  version)
+    # gptoss --version: the project's version, the kernel ISA this CPU gets, MPI and HDF5.
+    out=$("$GPTOSS" --version)
+    echo "$out"
+    grep -q "^gptoss $PROJECT_VERSION (git [^)]*)$" <<<"$out" || die "no 'gptoss $PROJECT_VERSION (git ...)' line"
+    isa=portable
+    grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isa=avx2
+    grep -q "^kernels: $isa " <<<"$out" || die "kernels line does not say $isa, which this CPU supports"
+    grep -Eq "^mpi: Open MPI v[0-9]+\.[0-9]+" <<<"$out" || die "no Open MPI version"
+    grep -Eq "^hdf5: HDF5 [0-9]+\.[0-9]+\.[0-9]+$" <<<"$out" || die "no HDF5 version"
+    h5=$(h5cc -showconfig 2>/dev/null | sed -n 's/^ *HDF5 Version: *//p')
+    [[ -z "$h5" ]] || grep -qx "hdf5: HDF5 $h5" <<<"$out" || die "HDF5 line differs from h5cc's $h5"
     ;;
   unreadable_model_dir)
     mkdir "$scratch/model"
