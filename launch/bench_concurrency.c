@@ -20,7 +20,7 @@ enum { CONCURRENCY_PROMPT_TOKENS = 16 };
 Status bench_parse_concurrency(const char *text, BenchConcurrency *out) {
   int32_t *values = NULL;
   int64_t n = 0;
-  Status st = args_parse_ids(text, &values, &n);
+  Status st = args_parse_ids("--concurrency", text, &values, &n);
   if (st != STATUS_OK || n == 0 || n > BENCH_MAX_CONCURRENCY_POINTS) {
     free(values);
     return status_error(STATUS_INVALID_ARGUMENT, "--concurrency: want 1 to %d sequence counts like 1,2,4,8, got '%s'",

@@ -73,9 +73,9 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
   (void)unused_n;
   const BenchOptions *b = &g_bench;
   const int64_t P = b->prompt_tokens, D = b->decode_tokens;
-  if (P <= 0 || D <= 0 || P + D > e->transformer.context_length) {
-    status_error(STATUS_INVALID_ARGUMENT, "--prompt-tokens and --decode-tokens must be positive and fit --context (%lld)",
-                 (long long)e->transformer.context_length);
+  if (P + D > e->transformer.context_length) {
+    status_error(STATUS_INVALID_ARGUMENT, "--prompt-tokens %lld + --decode-tokens %lld do not fit the context (%lld tokens)",
+                 (long long)P, (long long)D, (long long)e->transformer.context_length);
     return 2;
   }
   int32_t *prompt = malloc((size_t)P * sizeof *prompt);
@@ -156,14 +156,16 @@ int cmd_bench(int argc, char **argv) {
   RunOptions o = {.prepare = prepare_bench};
   const Option options[] = {
       RUN_COMMON_OPTIONS(o),
-      {"--prompt-tokens", OPT_INT, &g_bench.prompt_tokens, "prefill length (default 512)"},
-      {"--decode-tokens", OPT_INT, &g_bench.decode_tokens, "tokens decoded after the prompt (default 128)"},
+      {"--prompt-tokens", OPT_INT, &g_bench.prompt_tokens, "prefill length (default 512)", OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},
+      {"--decode-tokens", OPT_INT, &g_bench.decode_tokens, "tokens decoded after the prompt (default 128)",
+       OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},
       {"--json", OPT_FLAG, &g_bench.json, "print one JSON object"},
       {"--no-probe", OPT_FLAG, &g_bench.skip_probe, "skip the memory bandwidth probe"},
       {"--concurrency", OPT_STRING, &g_bench.concurrency_text,
        "also decode with P sequences at once for each P of a list like 1,2,4,8: aggregate and per-sequence tokens/s, "
        "weight bytes per step, distinct experts per layer"},
-      {"--parallel", OPT_INT, &o.parallel, "sequence slots (KV caches) to allocate; default: the largest --concurrency"},
+      {"--parallel", OPT_INT, &o.parallel, "sequence slots (KV caches) to allocate; default: the largest --concurrency",
+       OPT_RANGE(1, 1000000)},
   };
   return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
                            "gptoss bench --model MODEL [--prompt-tokens 512] [--decode-tokens 128] [--concurrency 1,2,4,8] [--json]", &o,

@@ -29,15 +29,12 @@ typedef struct {
   float top_p;
 } Decoder;
 
-static Status decoder_init(Decoder *d, Engine *engine, const RunOptions *o) {
+/* --temperature and --top-p were checked with the other options (GENERATION_OPTIONS). */
+static void decoder_init(Decoder *d, Engine *engine, const RunOptions *o) {
   d->engine = engine;
   d->temperature = (float)o->temperature;
   d->top_p = (float)o->top_p;
   sampler_init(&d->sampler, (uint64_t)o->seed);
-  if (o->temperature < 0.0 || !(o->top_p > 0.0 && o->top_p <= 1.0)) {
-    return status_error(STATUS_INVALID_ARGUMENT, "--temperature must be >= 0 and --top-p in (0, 1]");
-  }
-  return STATUS_OK;
 }
 
 /* Feeds `feed` and picks the token that follows: greedy agrees on the argmax across ranks;
@@ -167,13 +164,27 @@ static Status generate_reply(Decoder *d, Printer *p, const int32_t *prompt, int6
   return STATUS_OK;
 }
 
-static void note_reply_end(ReplyEnd end, const Engine *e) {
+/* A reply the context cut short did not do what was asked: an error, so the exit status says so. */
+static Status note_reply_end(ReplyEnd end, const Engine *e, const Printer *p, int64_t max_tokens) {
   if (end == REPLY_CONTEXT_FULL) {
-    status_error(STATUS_INVALID_ARGUMENT, "the context is full (%lld tokens); raise --context or start over",
-                 (long long)e->transformer.context_length);
-  } else if (end == REPLY_INTERRUPTED) {
-    status_note("stopped");
+    return status_error(STATUS_INVALID_ARGUMENT,
+                        "the context is full (%lld tokens) after %lld of --max-tokens %lld new tokens; raise --context "
+                        "or start over",
+                        (long long)e->transformer.context_length, (long long)p->count, (long long)max_tokens);
   }
+  if (end == REPLY_INTERRUPTED) status_note("stopped");
+  return STATUS_OK;
+}
+
+/* Refuses a prompt the context cannot hold before any of it is fed. */
+static Status check_prompt_fits(const Engine *e, int64_t num_prompt_tokens) {
+  if (num_prompt_tokens == 0) return status_error(STATUS_INVALID_ARGUMENT, "the prompt is empty");
+  if (num_prompt_tokens <= e->transformer.context_length) return STATUS_OK;
+  return status_error(STATUS_INVALID_ARGUMENT,
+                      "the prompt (%lld tokens) does not fit the context (%lld tokens): shorten it or raise --context "
+                      "(at most max_position_embeddings = %lld)",
+                      (long long)num_prompt_tokens, (long long)e->transformer.context_length,
+                      (long long)e->config.max_position_embeddings);
 }
 
 static Status parse_reasoning(const char *text, HarmonyReasoning *out) {
@@ -204,9 +215,10 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   Tokenizer *tok = NULL;
   TokenList prompt = {0};
   Decoder decoder;
-  Status st = decoder_init(&decoder, e, o);
+  decoder_init(&decoder, e, o);
   const bool text_out = !o->ids;
-  if (st == STATUS_OK && (o->prompt || text_out)) st = text_load_tokenizer(e, o->model, &tok);
+  Status st = STATUS_OK;
+  if (o->prompt || text_out) st = text_load_tokenizer(e, o->model, &tok);
   if (st == STATUS_OK && o->prompt) st = generate_build_prompt(o, tok, &prompt);
   if (st == STATUS_OK && !o->prompt) {
     for (int64_t i = 0; i < n && st == STATUS_OK; i++) st = token_list_push(&prompt, tokens[i]);
@@ -214,6 +226,7 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
   const bool harmony = o->prompt && !o->raw;
   ShowMode mode = !text_out ? SHOW_IDS : harmony ? SHOW_HARMONY : SHOW_PLAIN_TEXT;
   ReplyEnd end = REPLY_DONE;
+  if (st == STATUS_OK) st = check_prompt_fits(e, (int64_t)prompt.num_ids);
   if (st == STATUS_OK) st = engine_reset(e);
   if (st == STATUS_OK) {
     Printer printer;
@@ -228,22 +241,25 @@ static int drive_generate(Engine *e, const RunOptions *o, const int32_t *tokens,
                   e->rank.num_ranks);
     }
     token_list_free(&printer.ids);
-    note_reply_end(end, e);
+    if (st == STATUS_OK) st = note_reply_end(end, e, &printer, o->max_tokens);
   }
   token_list_free(&prompt);
   tokenizer_free(tok);
   return st == STATUS_OK ? 0 : 1;
 }
 
+/* Temperatures past 100 are indistinguishable from uniform noise. */
 #define GENERATION_OPTIONS(o)                                                                          \
-  {"--max-tokens", OPT_INT, &(o).max_tokens, "stop after this many new tokens"},                      \
-  {"--temperature", OPT_DOUBLE, &(o).temperature, "0 = greedy (ties: lowest id); default 1"},         \
-  {"--top-p", OPT_DOUBLE, &(o).top_p, "nucleus sampling mass (default 1)"},                           \
-  {"--seed", OPT_INT, &(o).seed, "sampling seed (default 0): same seed, same tokens, any rank count"}, \
-  {"--system", OPT_STRING, &(o).system, "the system message's model identity line"},                 \
-  {"--developer", OPT_STRING, &(o).developer, "developer instructions (rendered under # Instructions)"}, \
-  {"--reasoning", OPT_STRING, &(o).reasoning, "low | medium | high (default medium)"},                \
-  {"--date", OPT_STRING, &(o).date, "current date for the system message, YYYY-MM-DD"},              \
+  {"--max-tokens", OPT_INT, &(o).max_tokens, "stop after this many new tokens",                       \
+   OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},                                                                \
+  {"--temperature", OPT_DOUBLE, &(o).temperature, "0 = greedy (ties: lowest id); default 1", OPT_RANGE(0, 100)}, \
+  {"--top-p", OPT_DOUBLE, &(o).top_p, "nucleus sampling mass (default 1)", OPT_ABOVE(0, 1)},          \
+  {"--seed", OPT_INT, &(o).seed, "sampling seed, any whole number (default 0): same seed, same tokens, any rank count"}, \
+  {"--system", OPT_STRING, &(o).system, "the system message's model identity line", .allow_empty = true}, \
+  {"--developer", OPT_STRING, &(o).developer, "developer instructions (rendered under # Instructions)",  \
+   .allow_empty = true},                                                                               \
+  {"--reasoning", OPT_STRING, &(o).reasoning, "low | medium | high (default medium)", .choices = "low|medium|high"}, \
+  {"--date", OPT_DATE, &(o).date, "current date for the system message, YYYY-MM-DD"},                \
   {"--show-reasoning", OPT_FLAG, &(o).show_reasoning, "also stream the analysis channel, marked"}
 
 int cmd_generate(int argc, char **argv) {
@@ -258,7 +274,8 @@ int cmd_generate(int argc, char **argv) {
        "JSON Lines of requests ({\"prompt\": TEXT} or {\"tokens\": [ids]}, optional max_tokens, temperature, top_p, "
        "seed, raw); one JSON result per line on stdout, in input order"},
       {"--parallel", OPT_INT, &o.parallel,
-       "sequences decoded at once with --batch (default 1); KV memory is allocated for --parallel x --context"},
+       "sequences decoded at once with --batch (default 1); KV memory is allocated for --parallel x --context",
+       OPT_RANGE(1, 1000000)},
       GENERATION_OPTIONS(o),
   };
   return run_model_command(argc, argv, options, (int)(sizeof options / sizeof options[0]),
@@ -322,7 +339,7 @@ static Status chat_turn(Decoder *d, const RunOptions *o, const Tokenizer *tok, c
     status_set_silent(0);
     token_list_free(&printer.ids);
   }
-  note_reply_end(end, e);
+  if (st == STATUS_OK) st = note_reply_end(end, e, &printer, o->max_tokens);
   free(*last_answer);
   *last_answer = final_text(parsed, num_parsed);
   harmony_messages_free(parsed, num_parsed);
@@ -338,8 +355,8 @@ static int drive_chat(Engine *e, const RunOptions *o, const int32_t *tokens, int
   TokenList suffix = {0};
   HarmonySystem system = {.current_date = o->date};
   if (o->system) system.model_identity = o->system;
-  Status st = decoder_init(&decoder, e, o);
-  if (st == STATUS_OK) st = parse_reasoning(o->reasoning, &system.reasoning);
+  decoder_init(&decoder, e, o);
+  Status st = parse_reasoning(o->reasoning, &system.reasoning);
   if (st == STATUS_OK) st = text_load_tokenizer(e, o->model, &tok);
   /* The ids of `<|start|>assistant`: what an empty prompt renders to. */
   const HarmonyPrompt empty = {NULL, NULL, NULL, 0};

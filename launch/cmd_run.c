@@ -8,6 +8,7 @@
 
 #include "dist/placement.h"
 #include "io/logits_file.h"
+#include "io/model_dir.h"
 #include "launch/commands.h"
 #include "launch/run.h"
 #include "launch/text.h"
@@ -15,6 +16,26 @@
 /* The shape of every model command: prolog (options — errors printed by rank 0 only, since
  * every rank sees the same argv — then the engine), the loop (rank 0 drives, the others
  * serve), epilog (rank 0 releases the workers with its exit status). */
+/* --context against the model before any weight is mapped: rank 0 reads the small manifest and
+ * every rank learns the outcome. A manifest that cannot be read is engine_load's to report. */
+static Status check_context_fits_model(const RankInfo *rank, const RunOptions *o) {
+  Status st = STATUS_OK;
+  if (rank->rank == 0 && o->context > 0) {
+    Manifest m;
+    memset(&m, 0, sizeof m);
+    status_set_silent(1);
+    const Status read = modeldir_read_manifest(o->model, &m);
+    status_set_silent(0);
+    if (read == STATUS_OK && o->context > m.config.max_position_embeddings) {
+      st = status_error(STATUS_INVALID_ARGUMENT, "gptoss: --context %lld is outside the allowed range [1, %lld] of this "
+                        "model (its max_position_embeddings)", (long long)o->context,
+                        (long long)m.config.max_position_embeddings);
+    }
+    modeldir_free_manifest(&m);
+  }
+  return dist_agree(st);
+}
+
 static void print_stats(Engine *e) {
   RankStats *stats = calloc((size_t)e->rank.num_ranks, sizeof *stats);
   if (stats && engine_collect_stats(e, stats, false) == STATUS_OK) engine_print_stats(e, stats, stderr);
@@ -38,12 +59,13 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
     st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: --batch takes its prompts from the file; drop --prompt / --tokens",
                       argv[0]);
   }
-  if (st == STATUS_OK && !help && o->tokens_text) st = args_parse_ids(o->tokens_text, &tokens, &num_tokens);
+  if (st == STATUS_OK && !help && o->tokens_text) st = args_parse_ids("--tokens", o->tokens_text, &tokens, &num_tokens);
   if (st == STATUS_OK && !help && o->prepare) st = o->prepare(o);
   if (st == STATUS_OK && !help && (o->threads < 0 || o->threads > 4096)) {
     st = status_error(STATUS_INVALID_ARGUMENT, "gptoss %s: --threads must be 1..4096 (or 0 for the default)", argv[0]);
   }
   status_set_silent(0);
+  if (st == STATUS_OK && !help) st = check_context_fits_model(&rank, o);
   if (help && rank.rank == 0) args_print_help(stdout, usage, options, num_options);
   if (st != STATUS_OK || help) {
     free(tokens);

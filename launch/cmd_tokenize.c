@@ -1,6 +1,5 @@
 /* gptoss tokenize: text -> token ids and ids -> text with the o200k_harmony tokenizer. One
  * process, no MPI. The vocabulary: --vocab, else $GPTOSS_TOKENIZER, else the one built in. */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,40 +8,25 @@
 #include "io/config_json.h" /* io_read_text_file */
 #include "io/tokenizer.h"
 #include "io/vocab_embedded.h"
+#include "launch/args.h"
 #include "launch/commands.h"
 
 #define MAX_TEXT_FILE_BYTES (256u << 20)
 
-static void print_usage(FILE *out) {
-  fprintf(out,
-          "usage: gptoss tokenize (--text T | --file F | --decode IDS) [--allow-special] [--vocab PATH]\n\n"
-          "  --text T          encode T; prints the ids on one line, separated by spaces\n"
-          "  --file F          encode the contents of file F (UTF-8)\n"
-          "  --decode IDS      decode ids given as \"1,2,3\" (commas or spaces); prints the text and a newline\n"
-          "  --allow-special   read special-token strings such as <|start|> in the text as their ids\n"
-          "                    (by default all text is ordinary, as message text in a chat is)\n"
-          "  --vocab PATH      o200k_base.tiktoken (default: $GPTOSS_TOKENIZER, else the built-in one)\n");
-}
-
-/* Parses "1,2,3" / "1 2 3" into ids within the vocabulary. */
+/* Every id within the vocabulary (args_parse_ids has refused anything that is not an id). */
 static Status parse_ids(const char *list, TokenList *ids) {
-  for (const char *p = list;;) {
-    while (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n') p++;
-    if (!*p) return STATUS_OK;
-    char *end = NULL;
-    errno = 0;
-    const long id = strtol(p, &end, 10);
-    if (end == p || errno != 0 || (*end && *end != ',' && *end != ' ' && *end != '\t' && *end != '\n')) {
-      return status_error(STATUS_INVALID_ARGUMENT, "--decode: \"%.20s\" is not a token id (give e.g. 1,2,3)", p);
+  int32_t *parsed = NULL;
+  int64_t n = 0;
+  Status status = args_parse_ids("--decode", list, &parsed, &n);
+  for (int64_t i = 0; status == STATUS_OK && i < n; i++) {
+    if (parsed[i] >= TOKENIZER_VOCAB_SIZE) {
+      status = status_error(STATUS_INVALID_ARGUMENT, "--decode: token id %d is outside the vocabulary [0, %d)",
+                            (int)parsed[i], TOKENIZER_VOCAB_SIZE);
     }
-    if (id < 0 || id >= TOKENIZER_VOCAB_SIZE) {
-      return status_error(STATUS_INVALID_ARGUMENT, "--decode: token id %ld is outside the vocabulary [0, %d)", id,
-                          TOKENIZER_VOCAB_SIZE);
-    }
-    Status status = token_list_push(ids, (int32_t)id);
-    if (status != STATUS_OK) return status;
-    p = end;
+    if (status == STATUS_OK) status = token_list_push(ids, parsed[i]);
   }
+  free(parsed);
+  return status;
 }
 
 static Status run_encode(const Tokenizer *tok, const char *text, size_t num_bytes, bool allow_special,
@@ -57,49 +41,45 @@ static Status run_encode(const Tokenizer *tok, const char *text, size_t num_byte
   return status;
 }
 
-static Status run_decode(const Tokenizer *tok, const char *list) {
-  TokenList ids = {0};
+static Status run_decode(const Tokenizer *tok, const TokenList *ids) {
   char *text = NULL;
   size_t num_bytes = 0;
-  Status status = parse_ids(list, &ids);
-  if (status == STATUS_OK) status = tokenizer_decode(tok, ids.ids, ids.num_ids, &text, &num_bytes);
+  Status status = tokenizer_decode(tok, ids->ids, ids->num_ids, &text, &num_bytes);
   if (status == STATUS_OK) {
     fwrite(text, 1, num_bytes, stdout);
     putchar('\n');
   }
   free(text);
-  token_list_free(&ids);
   return status;
 }
 
 int cmd_tokenize(int argc, char **argv) {
   const char *text = NULL, *file = NULL, *decode = NULL, *vocab = getenv("GPTOSS_TOKENIZER");
-  bool allow_special = false;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-      print_usage(stdout);
-      return 0;
-    }
-    if (!strcmp(arg, "--allow-special")) {
-      allow_special = true;
-      continue;
-    }
-    const char **value = !strcmp(arg, "--text")     ? &text
-                         : !strcmp(arg, "--file")   ? &file
-                         : !strcmp(arg, "--decode") ? &decode
-                         : !strcmp(arg, "--vocab")  ? &vocab
-                                                    : NULL;
-    if (!value || i + 1 >= argc) {
-      fprintf(stderr, value ? "gptoss tokenize: %s needs a value\n\n" : "gptoss tokenize: unknown option %s\n\n", arg);
-      print_usage(stderr);
-      return 2;
-    }
-    *value = argv[++i];
+  bool allow_special = false, help = false;
+  const Option options[] = {
+      {"--text", OPT_STRING, &text, "encode this text; prints the ids on one line, separated by spaces",
+       .allow_empty = true},
+      {"--file", OPT_STRING, &file, "encode the contents of this file (UTF-8)"},
+      {"--decode", OPT_STRING, &decode, "decode ids given as \"1,2,3\" (commas or spaces); prints the text"},
+      {"--allow-special", OPT_FLAG, &allow_special,
+       "read special-token strings such as <|start|> in the text as their ids (by default all text is ordinary)"},
+      {"--vocab", OPT_STRING, &vocab, "o200k_base.tiktoken (default: $GPTOSS_TOKENIZER, else the built-in one)"},
+  };
+  const int num_options = (int)(sizeof options / sizeof options[0]);
+  const char *usage = "gptoss tokenize (--text T | --file F | --decode IDS) [--allow-special] [--vocab PATH]";
+  if (args_parse(argc, argv, options, num_options, &help) != STATUS_OK) return 2;
+  if (help) {
+    args_print_help(stdout, usage, options, num_options);
+    return 0;
   }
   if ((text != NULL) + (file != NULL) + (decode != NULL) != 1) {
-    fprintf(stderr, "gptoss tokenize: give exactly one of --text, --file and --decode\n\n");
-    print_usage(stderr);
+    status_error(STATUS_INVALID_ARGUMENT, "gptoss tokenize: give exactly one of --text, --file and --decode");
+    return 2;
+  }
+  /* The ids are an option's value: refused before the vocabulary is loaded. */
+  TokenList decode_ids = {0};
+  if (decode && parse_ids(decode, &decode_ids) != STATUS_OK) {
+    token_list_free(&decode_ids);
     return 2;
   }
   Tokenizer *tok = NULL;
@@ -118,7 +98,7 @@ int cmd_tokenize(int argc, char **argv) {
   if (status == STATUS_OK && file) status = io_read_text_file(file, MAX_TEXT_FILE_BYTES, &file_text, &num_file_bytes);
   if (status == STATUS_OK) {
     if (decode) {
-      status = run_decode(tok, decode);
+      status = run_decode(tok, &decode_ids);
     } else if (file) {
       status = run_encode(tok, file_text, num_file_bytes, allow_special, file);
     } else {
@@ -126,6 +106,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
   }
   free(file_text);
+  token_list_free(&decode_ids);
   tokenizer_free(tok);
   return status == STATUS_OK ? 0 : 1;
 }

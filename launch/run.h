@@ -39,12 +39,18 @@ typedef struct RunOptions {
   Status (*prepare)(struct RunOptions *o);
 } RunOptions;
 
+/* A larger prefill step only grows the scratch buffers: 512 already reads each weight once per
+ * 512 tokens. */
+#define RUN_MAX_CHUNK 65536
+
 #define RUN_COMMON_OPTIONS(o)                                                                         \
   {"--model", OPT_STRING, &(o).model, "model directory written by gptoss convert"},                   \
-  {"--context", OPT_INT, &(o).context, "context length (default min(max_position_embeddings, 4096))"}, \
-  {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 512; 1 = token by token)"},      \
+  {"--context", OPT_INT, &(o).context, "context length, at most max_position_embeddings (default min(that, 4096))", \
+   OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},                                                                \
+  {"--chunk", OPT_INT, &(o).chunk, "tokens per forward step (default 512; 1 = token by token)",       \
+   OPT_RANGE(1, RUN_MAX_CHUNK)},                                                                       \
   {"--no-verify", OPT_FLAG, &(o).no_verify, "skip the checksum check of the weights at load"},        \
-  {"--threads", OPT_INT, &(o).threads, "OpenMP threads per rank (default: OMP_NUM_THREADS, else the rank's share of its node's CPUs)"}, \
+  {"--threads", OPT_INT, &(o).threads, "OpenMP threads per rank (default: OMP_NUM_THREADS, else the rank's share of its node's CPUs)", OPT_RANGE(1, 4096)}, \
   {"--quiet", OPT_FLAG, &(o).quiet, "no notes on stderr"},                                             \
   {"--verbose", OPT_FLAG, &(o).verbose, "at the end, per-phase time (min/avg/max over ranks), bytes sent"}
 

@@ -35,6 +35,20 @@ expect_failure() {
   [[ $count -eq 0 || $seen -eq $count ]] || die "message '$pattern' printed $seen times, expected $count"
 }
 
+# expect_refusal PATTERN NP ARGS...: an option error: exit status 2, PATTERN printed exactly once
+# (by rank 0), and refused before the model was loaded (no "loaded" note, within seconds).
+expect_refusal() {
+  local pattern=$1 np=$2; shift 2
+  local out status=0
+  SECONDS=0
+  out=$(run "$np" "$@" 2>&1) || status=$?
+  echo "$out"
+  [[ $status -eq 2 ]] || die "exit status $status for '$*'; expected 2 (an option error)"
+  [[ $(grep -c -- "$pattern" <<<"$out" || true) -eq 1 ]] || die "'$*': message '$pattern' not printed exactly once"
+  ! grep -q "loaded " <<<"$out" || die "'$*': the model was loaded before the option was refused"
+  [[ $SECONDS -lt 30 ]] || die "'$*' took ${SECONDS}s to refuse"
+}
+
 copy_model() { cp -r "$GOLDEN_MODEL" "$scratch/model"; chmod -R u+w "$scratch/model"; }
 
 # wait_for FILE PATTERN [SECONDS]: until FILE has a line matching PATTERN (the program saying it is
@@ -129,6 +143,69 @@ JSON
   bad_option)
     expect_failure "unknown option '--bogus'" 1 4 generate --model "$GOLDEN_MODEL" --tokens 1 --bogus
     expect_failure "model directory /nonexistent" 1 2 score --model /nonexistent --tokens 1
+    ;;
+  option_ranges)
+    # Each value outside its option's range, refused with the option, the value and the range.
+    m=(--model "$GOLDEN_MODEL")
+    expect_refusal "--max-tokens -5 is outside the allowed range \[1, " 2 generate "${m[@]}" --tokens 1 --max-tokens -5
+    expect_refusal "--max-tokens 0 is outside the allowed range \[1, " 2 generate "${m[@]}" --tokens 1 --max-tokens 0
+    expect_refusal "--context 0 is outside the allowed range \[1, " 2 generate "${m[@]}" --tokens 1 --context 0
+    expect_refusal "--chunk 0 is outside the allowed range \[1, 65536\]" 2 score "${m[@]}" --tokens 1 --chunk 0
+    expect_refusal "--temperature -1 is outside the allowed range \[0, 100\]" 4 generate "${m[@]}" --tokens 1 --temperature -1
+    expect_refusal "--top-p 2 is outside the allowed range (0, 1\]" 2 generate "${m[@]}" --tokens 1 --top-p 2
+    expect_refusal "--top-p 0 is outside the allowed range (0, 1\]" 1 generate "${m[@]}" --tokens 1 --top-p 0
+    expect_refusal "--top-p nan is outside the allowed range" 2 chat "${m[@]}" --top-p nan
+    expect_refusal "--max-tokens 99999999999999999999 is outside the allowed range" 2 generate "${m[@]}" --tokens 1 \
+      --max-tokens 99999999999999999999
+    expect_refusal "--prompt-tokens 0 is outside the allowed range \[1, " 2 bench "${m[@]}" --prompt-tokens 0
+    expect_refusal "--decode-tokens -1 is outside the allowed range \[1, " 2 bench "${m[@]}" --decode-tokens -1
+    expect_refusal "--max-tokens expects a whole number, got '5x'" 2 generate "${m[@]}" --tokens 1 --max-tokens 5x
+    # The model-dependent bound, from the manifest before any weight is mapped.
+    expect_refusal "--context 200000 is outside the allowed range \[1, 131072\] of this model" 4 \
+      generate "${m[@]}" --tokens 1 --context 200000
+    ;;
+  option_values)
+    m=(--model "$GOLDEN_MODEL")
+    expect_refusal "--reasoning 'extreme' is not one of low|medium|high" 2 generate "${m[@]}" --tokens 1 --reasoning extreme
+    expect_refusal "--date '2025-02-30' is not a date YYYY-MM-DD" 2 generate "${m[@]}" --tokens 1 --date 2025-02-30
+    expect_refusal "--date '5 May' is not a date" 1 chat "${m[@]}" --date "5 May"
+    expect_refusal "--prompt needs a value, got an empty string" 2 generate "${m[@]}" --prompt ""
+    expect_refusal "--max-tokens given twice" 2 generate "${m[@]}" --tokens 1 --max-tokens 3 --max-tokens 4
+    expect_refusal "--tokens: entry 2 of '1,,2' is empty" 2 generate "${m[@]}" --tokens 1,,2
+    expect_refusal "--tokens: entry 1 of ',1' is empty" 2 score "${m[@]}" --tokens ,1
+    expect_refusal "--tokens: entry 3 of '1,2,' is empty" 2 score "${m[@]}" --tokens 1,2,
+    expect_refusal "--tokens: entry 2 of '1,-2' is not a token id" 2 score "${m[@]}" --tokens 1,-2
+    expect_refusal "--tokens: entry 1 of '4294967296' is too large" 2 score "${m[@]}" --tokens 4294967296
+    expect_refusal "--tokens: no token ids given" 2 score "${m[@]}" --tokens " "
+    # Single-process commands: the same table, the same status.
+    expect_refusal "--layers 0 is outside the allowed range \[1, 1024\]" 1 synth --preset tiny --layers 0 --out "$scratch/x"
+    expect_refusal "--preset 'huge' is not one of tiny|small|20b|120b" 1 synth --preset huge --out "$scratch/x"
+    [[ ! -e "$scratch/x" ]] || die "synth wrote a checkpoint despite a bad option"
+    expect_refusal "--decode: entry 2 of '1,,2' is empty" 1 tokenize --decode 1,,2
+    expect_refusal "--decode: token id 201088 is outside the vocabulary" 1 tokenize --decode 201088
+    expect_refusal "unknown option '--txt'" 1 tokenize --txt hi
+    # Separators that are allowed: commas, spaces, both.
+    [[ $("$GPTOSS" tokenize --vocab "$VOCAB" --decode "72, 101 108") == "$("$GPTOSS" tokenize --vocab "$VOCAB" --decode 72,101,108)" ]] ||
+      die "spaced and comma lists decode differently"
+    ;;
+  prompt_does_not_fit)
+    # 48 prompt tokens in a context of 40: refused before anything is fed, non-zero, with the reason.
+    expect_failure "the prompt (48 tokens) does not fit the context (40 tokens)" 1 2 \
+      generate --model "$GOLDEN_MODEL" --tokens "$tokens" --context 40 --temperature 0 --ids
+    ;;
+  context_full_before_max_tokens)
+    # 48 prompt tokens, context 52: room for 5 new tokens of the 16 asked for. The 5 come out (the
+    # reference's first 5), then the job fails saying why.
+    status=0
+    out=$(run 2 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --context 52 --max-tokens 16 --temperature 0 --ids \
+          --quiet 2>"$scratch/err") || status=$?
+    cat "$scratch/err"
+    [[ $status -eq 1 ]] || die "exit status $status; expected 1 for a reply the context cut short"
+    grep -q "the context is full (52 tokens) after 5 of --max-tokens 16 new tokens" "$scratch/err" || die "no reason given"
+    [[ "$out" == "$(cut -d' ' -f1-5 <<<"$greedy")" ]] || die "got '$out', want the reference's first 5 tokens"
+    # Room for all 16: a normal stop at --max-tokens, status 0.
+    out=$(run 2 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --context 63 --max-tokens 16 --temperature 0 --ids --quiet)
+    [[ "$out" == "$greedy" ]] || die "context 63: got '$out', want '$greedy'"
     ;;
   convert_refuses_existing)
     mkdir "$scratch/model" && echo keep >"$scratch/model/precious"
