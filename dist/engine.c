@@ -417,7 +417,7 @@ static Status sample_nucleus_rows(Engine *e, NucleusRow *rows, int64_t n) {
  * then within the chosen shard. */
 static int32_t owner_pick(const Engine *e, const float *row, const ChoiceRule *rule, const float *maxes,
                           const double *masses) {
-  const int64_t S = config_num_shards(&e->config), num_local = range_size(e->shards);
+  const int64_t S = config_num_shards(&e->config);
   float max = maxes[0];
   for (int64_t s = 1; s < S; s++) max = maxes[s] > max ? maxes[s] : max;
   int64_t chosen = 0;
@@ -438,9 +438,16 @@ static int32_t owner_pick(const Engine *e, const float *row, const ChoiceRule *r
   if (chosen < e->shards.begin || chosen >= e->shards.end) return -1;
   Range vocab = {0, 0};
   const float *logits = shard_logits(e, row, chosen - e->shards.begin, &vocab);
-  (void)num_local;
   if (rule->temperature <= 0.0f) return (int32_t)(vocab.begin + argmax_f32(logits, range_size(vocab)));
   return sampler_slice_pick(logits, range_size(vocab), (int32_t)vocab.begin, max, rule->temperature, before, target);
+}
+
+static bool is_nucleus(const ChoiceRule *rule) { return rule->temperature > 0.0f && rule->top_p < 1.0f; }
+
+/* Where shard s's summary of row `row` sits in an allgather of [rank][row][local shard]: rank r
+ * holds shards [r·num_local, (r+1)·num_local). */
+static int64_t gathered_at(int64_t s, int64_t row, int64_t num_rows, int64_t num_local) {
+  return ((s / num_local) * num_rows + row) * num_local + s % num_local;
 }
 
 static bool all_greedy(const ChoiceRule *rules, int64_t num_rows) {
@@ -496,10 +503,9 @@ static Status choose_tokens(Engine *e, const float *logits, const ChoiceRule *ru
     }
   }
   if (st == STATUS_OK) st = dist_allgather_bytes(local_max, (size_t)(R * num_local) * sizeof *local_max, maxes);
-  /* maxes is [rank][row][local shard]; rank r's local shards are shards [r·S/N, (r+1)·S/N). */
   for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
-    float max = maxes[i * num_local];
-    for (int64_t s = 0; s < S; s++) max = fmaxf(max, maxes[((s / num_local) * R + i) * num_local + s % num_local]);
+    float max = maxes[gathered_at(0, i, R, num_local)];
+    for (int64_t s = 0; s < S; s++) max = fmaxf(max, maxes[gathered_at(s, i, R, num_local)]);
     for (int64_t ls = 0; ls < num_local; ls++) {
       const float *slice = shard_logits(e, logits + i * local, ls, &vocab);
       local_mass[i * num_local + ls] =
@@ -510,12 +516,10 @@ static Status choose_tokens(Engine *e, const float *logits, const ChoiceRule *ru
   e->sample_bytes_sent += (uint64_t)(R * num_local) * (sizeof(float) + sizeof(double)) * (uint64_t)(N - 1);
   for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
     for (int64_t s = 0; s < S; s++) {
-      const int64_t at = ((s / num_local) * R + i) * num_local + s % num_local;
-      row_maxes[s] = maxes[at];
-      row_masses[s] = masses[at];
+      row_maxes[s] = maxes[gathered_at(s, i, R, num_local)];
+      row_masses[s] = masses[gathered_at(s, i, R, num_local)];
     }
-    const bool nucleus = rules[i].temperature > 0.0f && rules[i].top_p < 1.0f;
-    ids[i] = nucleus ? -1 : owner_pick(e, logits + i * local, &rules[i], row_maxes, row_masses);
+    ids[i] = is_nucleus(&rules[i]) ? -1 : owner_pick(e, logits + i * local, &rules[i], row_maxes, row_masses);
   }
   if (st == STATUS_OK) st = dist_max_i32(ids, R);
   e->sample_bytes_sent += sizeof *ids * (uint64_t)(R * (N - 1));
@@ -523,13 +527,12 @@ static Status choose_tokens(Engine *e, const float *logits, const ChoiceRule *ru
   NucleusRow nucleus[R];
   int64_t num_nucleus = 0;
   for (int64_t i = 0; st == STATUS_OK && i < R; i++) {
-    if (rules[i].temperature <= 0.0f || rules[i].top_p >= 1.0f) continue;
+    if (!is_nucleus(&rules[i])) continue;
     NucleusRow *row = &nucleus[num_nucleus++];
     *row = (NucleusRow){.logits = logits + i * local, .rule = &rules[i], .max = -INFINITY, .id = &ids[i]};
     for (int64_t s = 0; s < S; s++) {
-      const int64_t at = ((s / num_local) * R + i) * num_local + s % num_local;
-      row->max = fmaxf(row->max, maxes[at]);
-      row->total += masses[at];
+      row->max = fmaxf(row->max, maxes[gathered_at(s, i, R, num_local)]);
+      row->total += masses[gathered_at(s, i, R, num_local)];
     }
   }
   if (st == STATUS_OK && num_nucleus > 0) st = sample_nucleus_rows(e, nucleus, num_nucleus);
