@@ -59,9 +59,11 @@ Status scheduler_init(Scheduler **out, Engine *engine, const SchedulerOptions *o
   s->callbacks = *callbacks;
   s->num_slots = t->num_slots;
   s->max_chunk = t->max_chunk;
-  s->step_tokens = options->step_tokens > 0 && options->step_tokens < t->max_rows ? options->step_tokens : t->max_rows;
-  /* A step must hold every decode row plus one whole chunk, or a prompt could wait forever. */
-  if (s->step_tokens < s->max_chunk + s->num_slots - 1) s->step_tokens = s->max_chunk + s->num_slots - 1;
+  /* A step must hold every decode row plus one whole chunk, or a prompt could wait forever; it
+   * cannot hold more rows than the engine allocated. */
+  const int64_t least = s->max_chunk + s->num_slots - 1 < t->max_rows ? s->max_chunk + s->num_slots - 1 : t->max_rows;
+  s->step_tokens = options->step_tokens > 0 ? options->step_tokens : t->max_rows;
+  if (s->step_tokens < least) s->step_tokens = least;
   if (s->step_tokens > t->max_rows) s->step_tokens = t->max_rows;
   s->slots = calloc((size_t)s->num_slots, sizeof *s->slots);
   s->segments = calloc((size_t)s->num_slots, sizeof *s->segments);
