@@ -114,6 +114,13 @@ static Status parse_rope_scaling(ConfigReader *r, GptOssConfig *c) {
   if (st == STATUS_OK) st = get_number(r, v, "beta_slow", "rope_scaling.", &c->rope_beta_slow);
   if (st == STATUS_OK) st = get_number(r, v, "original_max_position_embeddings", "rope_scaling.", &original);
   if (st != STATUS_OK) return st;
+  /* A double outside int64's range makes the cast undefined; no context is that long. The value's
+   * meaning (> 0) is checked with the rest of the model's config. */
+  if (!(original > -(double)(1LL << 40) && original < (double)(1LL << 40))) {
+    return status_error(STATUS_BAD_FORMAT,
+                        "%s: rope_scaling.original_max_position_embeddings %g is out of range (GPT-OSS uses 4096)",
+                        r->origin, original);
+  }
   c->rope_original_max_position_embeddings = (int64_t)original;
   /* GPT-OSS sets truncate: false; Hugging Face's default (absent) is true. */
   json_t *truncate = json_object_get(v, "truncate");

@@ -66,6 +66,11 @@ static Status parse_tensor_entry(const char *path, const char *name, json_t *ent
       return status_error(STATUS_BAD_FORMAT, "%s: tensor %s has an invalid shape", path, name);
     }
     t->shape[d] = json_integer_value(dim);
+    /* Each dimension is below 2^40, but their product can still wrap a uint64 and then match a
+     * small data_offsets span: refuse any element count no file could hold. */
+    if (t->shape[d] != 0 && numel > (UINT64_MAX / 16) / (uint64_t)t->shape[d]) {
+      return status_error(STATUS_BAD_FORMAT, "%s: tensor %s has a shape too large for any file", path, name);
+    }
     numel *= (uint64_t)t->shape[d];
   }
   json_t *b = json_array_get(offsets, 0), *e = json_array_get(offsets, 1);
@@ -98,6 +103,7 @@ static int compare_by_offset(const void *a, const void *b) {
 
 /* Two tensors sharing bytes means the header lies; reading either would give garbage. */
 static Status check_no_overlap(Checkpoint *ckpt) {
+  if (ckpt->num_tensors < 2) return STATUS_OK; /* also: memcpy from a NULL table is undefined */
   StTensor *sorted = malloc((size_t)ckpt->num_tensors * sizeof *sorted + 1);
   if (!sorted) return status_error(STATUS_OUT_OF_MEMORY, "checkpoint tensor table");
   memcpy(sorted, ckpt->tensors, (size_t)ckpt->num_tensors * sizeof *sorted);

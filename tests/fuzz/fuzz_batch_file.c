@@ -1,11 +1,8 @@
-/* libFuzzer target for io/batch_file (not built by CMake; the fuzz build compiles it with
- * io/batch_file.c, io/utf8.c and model/status.c). Each input is parsed as a request file, and an
+/* libFuzzer target for io/batch_file. Each input is parsed as a request file, and an
  * accepted file is checked against what batch_file.h promises; the same bytes are then written as
  * a result's text and read back, which must always be valid JSON, and the very text when the bytes
- * were valid UTF-8. Any broken promise aborts, so the fuzzer reports it as a crash. By hand:
- *   clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_batch_file.c io/batch_file.c io/utf8.c \
- *         model/status.c -ljansson -o fuzz_batch_file
- *   ./fuzz_batch_file -dict=tests/fuzz/batch_file.dict NEW_DIR tests/fuzz/corpus/batch_file */
+ * were valid UTF-8. Any broken promise aborts, so the fuzzer reports it as a crash.
+ * Built by tests/fuzz/CMakeLists.txt (libFuzzer with -DGPTOSS_FUZZ=ON, replay_* otherwise). */
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>

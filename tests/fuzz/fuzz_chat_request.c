@@ -1,12 +1,8 @@
-/* libFuzzer target for serve/chat_request and serve/chat_prompt (not built by CMake). Each input
+/* libFuzzer target for serve/chat_request and serve/chat_prompt. Each input
  * is a request body: a refused one must carry a 400 (or a 500 out of memory) whose error object
  * is valid JSON; an accepted one must keep chat_request.h's promises and either render as a
- * harmony prompt or be refused by chat_prompt with a 400. Any broken promise aborts. By hand:
- *   clang -fsanitize=fuzzer,address,undefined -I. -D_POSIX_C_SOURCE=200809L tests/fuzz/fuzz_chat_request.c \
- *         serve/chat_request.c serve/chat_prompt.c io/harmony.c io/tokenizer.c io/utf8.c io/vocab_embedded.c \
- *         io/config_json.c model/status.c model/config.c -DGPTOSS_VOCAB_FILE='"io/data/o200k_base.tiktoken"' \
- *         -ljansson -lpcre2-8 -lm -o fuzz_chat_request
- *   ./fuzz_chat_request NEW_DIR tests/fuzz/corpus/chat_request */
+ * harmony prompt or be refused by chat_prompt with a 400. Any broken promise aborts.
+ * Built by tests/fuzz/CMakeLists.txt (libFuzzer with -DGPTOSS_FUZZ=ON, replay_* otherwise). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
