@@ -391,6 +391,17 @@ Status harmony_parser_push(HarmonyParser *p, int32_t id, const char **delta_out,
   return status;
 }
 
+void harmony_parser_resync(HarmonyParser *p) {
+  message_free(&p->current);
+  p->current = (HarmonyParsedMessage){0};
+  p->text_capacity = 0;
+  p->header_ids.num_ids = 0;
+  tokenizer_stream_free(&p->stream);
+  p->stream = (TokenizerStream){0};
+  p->role_known = false;
+  p->state = HARMONY_EXPECT_START;
+}
+
 Status harmony_parser_finish(HarmonyParser *p) {
   if (p->state == HARMONY_IN_HEADER) {
     return status_error(STATUS_BAD_FORMAT, "the ids end inside a message header (%zu header tokens, no <|message|>)",

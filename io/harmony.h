@@ -125,6 +125,10 @@ void harmony_parser_init(HarmonyParser *parser, const Tokenizer *tok, bool after
  * printing as it comes (complete UTF-8 characters only; empty while in a header); it stays
  * valid until the next call. parser->current.channel tells which channel it belongs to. */
 Status harmony_parser_push(HarmonyParser *parser, int32_t id, const char **delta_out, size_t *delta_bytes_out);
+/* After a push that failed (output the model garbled): drops the header or message being read and
+ * waits for the next `<|start|>` (with its role, since no prompt rendered it); finished messages
+ * are kept. The caller skips ids up to that `<|start|>`. */
+void harmony_parser_resync(HarmonyParser *parser);
 /* Ends the input: a message still open is kept with stop HARMONY_STOP_NONE; an open header is
  * an error. */
 Status harmony_parser_finish(HarmonyParser *parser);

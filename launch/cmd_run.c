@@ -79,6 +79,11 @@ int run_model_command(int argc, char **argv, const Option *options, int num_opti
       (o->verbose && dist_placement_print(&placement, stderr) != STATUS_OK)) {
     dist_abort(1);
   }
+  if (o->before_load && dist_agree(o->before_load(o, &rank)) != STATUS_OK) {
+    free(tokens);
+    dist_finalize();
+    return 1;
+  }
   Engine engine;
   const EngineOptions eo = {.context_length = o->context, .max_chunk = o->chunk, .num_slots = o->parallel,
                            .verify_checksums = !o->no_verify};

@@ -17,6 +17,7 @@ static const Command COMMANDS[] = {
     {"generate", cmd_generate, "answer a prompt (harmony chat format) or continue token ids (MPI)"},
     {"chat", cmd_chat, "multi-turn conversation on rank 0's terminal (MPI)"},
     {"bench", cmd_bench, "prefill and decode speed, bytes per token, per-phase split (MPI)"},
+    {"serve", cmd_serve, "the OpenAI API (chat and completions) over HTTP, many requests at once (MPI)"},
     {"synth", cmd_synth, "write a random checkpoint in the Hugging Face layout"},
     {"tokenize", cmd_tokenize, "text <-> token ids (o200k_harmony)"},
 };

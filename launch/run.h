@@ -37,6 +37,10 @@ typedef struct RunOptions {
   /* Called on every rank once the options are parsed, before anything is loaded: a command's own
    * checks and derived settings (e.g. --parallel from bench --concurrency). */
   Status (*prepare)(struct RunOptions *o);
+  /* Called on every rank after the checks, just before the model is loaded (serve starts its
+   * HTTP server on rank 0 here, so /health answers while loading); a failure on any rank stops
+   * every rank with exit status 1. */
+  Status (*before_load)(struct RunOptions *o, const RankInfo *rank);
 } RunOptions;
 
 /* A larger prefill step only grows the scratch buffers: 512 already reads each weight once per

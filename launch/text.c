@@ -7,13 +7,19 @@
 #include "io/model_dir.h"
 #include "io/vocab_embedded.h"
 
+bool text_vocab_holds_tokenizer(const Engine *e) { return e->config.vocab_size >= O200K_HARMONY_VOCAB_SIZE; }
+
 Status text_load_tokenizer(const Engine *e, const char *model_dir, Tokenizer **out) {
-  if (e->config.vocab_size < O200K_HARMONY_VOCAB_SIZE) {
+  if (!text_vocab_holds_tokenizer(e)) {
     return status_error(STATUS_UNSUPPORTED,
                         "this model's vocabulary (%lld ids) cannot hold the o200k_harmony tokenizer (%d ids): "
                         "text needs a model with the real vocabulary; give token ids with --tokens instead",
                         (long long)e->config.vocab_size, O200K_HARMONY_VOCAB_SIZE);
   }
+  return text_load_tokenizer_any(model_dir, out);
+}
+
+Status text_load_tokenizer_any(const char *model_dir, Tokenizer **out) {
   char *data = NULL;
   size_t num_bytes = 0;
   Status st = modeldir_read_tokenizer(model_dir, &data, &num_bytes);

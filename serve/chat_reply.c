@@ -58,13 +58,17 @@ static json_t *joined_text(const HarmonyParsedMessage *messages, size_t num, boo
   return s;
 }
 
+void chat_reply_call_id(char *out, size_t out_bytes, const char *reply_id, size_t index) {
+  snprintf(out, out_bytes, "call_%.64s_%zu", reply_id, index);
+}
+
 static json_t *tool_calls_json(const HarmonyParsedMessage *messages, size_t num, const char *reply_id) {
   json_t *calls = json_array();
   for (size_t i = 0; calls != NULL && i < num; i++) {
     const HarmonyParsedMessage *m = &messages[i];
     if (!is_function_call(m)) continue;
     char id[96];
-    snprintf(id, sizeof id, "call_%.64s_%zu", reply_id, json_array_size(calls));
+    chat_reply_call_id(id, sizeof id, reply_id, json_array_size(calls));
     json_t *arguments = json_text(m->text ? m->text : "", m->text_bytes);
     json_t *name = json_text(m->recipient + strlen(FUNCTIONS_PREFIX), strlen(m->recipient + strlen(FUNCTIONS_PREFIX)));
     json_t *call = json_pack("{s:s, s:s, s:{s:o*, s:o*}}", "id", id, "type", "function", "function", "name", name,
@@ -105,6 +109,14 @@ static json_t *usage_json(const ChatUsage *usage) {
                    "reasoning_tokens", (json_int_t)usage->reasoning_tokens);
 }
 
+/* choices[0].token_ids, when the request asked for them. */
+static void add_token_ids(json_t *root, const ChatReplyInfo *info) {
+  if (root == NULL || info->token_ids == NULL) return;
+  json_t *ids = json_array();
+  for (size_t i = 0; ids != NULL && i < info->num_token_ids; i++) json_array_append_new(ids, json_integer(info->token_ids[i]));
+  json_object_set_new(json_array_get(json_object_get(root, "choices"), 0), "token_ids", ids);
+}
+
 char *chat_reply_json(const HarmonyParsedMessage *messages, size_t num_messages, const ChatReplyInfo *info,
                       const ChatUsage *usage) {
   json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o*, s:s}], s:o*}", "id", info->id, "object",
@@ -113,6 +125,7 @@ char *chat_reply_json(const HarmonyParsedMessage *messages, size_t num_messages,
                            chat_reply_finish_reason(messages, num_messages, info->hit_length), "usage",
                            usage_json(usage));
   if (root == NULL) return NULL;
+  add_token_ids(root, info);
   char *text = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return text;
@@ -127,15 +140,13 @@ static json_t *delta_json(ChatDeltaKind kind, const char *text, size_t text_byte
   }
 }
 
-char *chat_reply_chunk_sse(const ChatReplyInfo *info, ChatDeltaKind kind, const char *text, size_t text_bytes,
-                           const char *finish_reason, const ChatUsage *usage) {
-  json_t *choices = kind == CHAT_DELTA_USAGE
-                        ? json_array()
-                        : json_pack("[{s:i, s:o*, s:s?}]", "index", 0, "delta", delta_json(kind, text, text_bytes),
-                                    "finish_reason", kind == CHAT_DELTA_FINISH ? finish_reason : NULL);
-  json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:o*}", "id", info->id, "object", "chat.completion.chunk", "created",
+/* `data: {object}\n\n` around an `object` ("chat.completion.chunk", "text_completion") with
+ * these choices and, when not NULL, usage (both stolen). */
+static char *event_of(const char *object, const ChatReplyInfo *info, json_t *choices, json_t *usage) {
+  json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:o*}", "id", info->id, "object", object, "created",
                            (json_int_t)info->created, "model", info->model, "choices", choices);
-  if (root != NULL && kind == CHAT_DELTA_USAGE) json_object_set_new(root, "usage", usage_json(usage));
+  if (root != NULL && usage != NULL) json_object_set_new(root, "usage", usage);
+  else json_decref(usage);
   char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
   if (body == NULL) return NULL;
@@ -143,4 +154,57 @@ char *chat_reply_chunk_sse(const ChatReplyInfo *info, ChatDeltaKind kind, const 
   if (event != NULL) sprintf(event, "data: %s\n\n", body);
   free(body);
   return event;
+}
+
+static char *chunk_event(const ChatReplyInfo *info, json_t *choices, json_t *usage) {
+  return event_of("chat.completion.chunk", info, choices, usage);
+}
+
+char *chat_reply_tool_call_sse(const ChatReplyInfo *info, size_t index, const char *name, const char *arguments,
+                               size_t arguments_bytes) {
+  char id[96];
+  chat_reply_call_id(id, sizeof id, info->id, index);
+  json_t *call = json_pack("{s:I, s:s, s:s, s:{s:o*, s:o*}}", "index", (json_int_t)index, "id", id, "type", "function",
+                           "function", "name", json_text(name, strlen(name)), "arguments",
+                           json_text(arguments, arguments_bytes));
+  return chunk_event(info, json_pack("[{s:i, s:{s:[o*]}, s:n}]", "index", 0, "delta", "tool_calls", call,
+                                     "finish_reason"), NULL);
+}
+
+char *chat_reply_chunk_sse(const ChatReplyInfo *info, ChatDeltaKind kind, const char *text, size_t text_bytes,
+                           const char *finish_reason, const ChatUsage *usage) {
+  json_t *choices = kind == CHAT_DELTA_USAGE
+                        ? json_array()
+                        : json_pack("[{s:i, s:o*, s:s?}]", "index", 0, "delta", delta_json(kind, text, text_bytes),
+                                    "finish_reason", kind == CHAT_DELTA_FINISH ? finish_reason : NULL);
+  return chunk_event(info, choices, kind == CHAT_DELTA_USAGE ? usage_json(usage) : NULL);
+}
+
+static json_t *completion_choices(const char *text, size_t text_bytes, const char *finish_reason) {
+  return json_pack("[{s:o*, s:i, s:n, s:s?}]", "text", json_text(text, text_bytes), "index", 0, "logprobs",
+                   "finish_reason", finish_reason);
+}
+
+static json_t *completion_usage_json(const ChatUsage *usage) {
+  return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)usage->prompt_tokens, "completion_tokens",
+                   (json_int_t)usage->completion_tokens, "total_tokens",
+                   (json_int_t)(usage->prompt_tokens + usage->completion_tokens));
+}
+
+char *completion_reply_json(const ChatReplyInfo *info, const char *text, size_t text_bytes, const char *finish_reason,
+                            const ChatUsage *usage) {
+  json_t *root = json_pack("{s:s, s:s, s:I, s:s, s:o*, s:o*}", "id", info->id, "object", "text_completion", "created",
+                           (json_int_t)info->created, "model", info->model, "choices",
+                           completion_choices(text, text_bytes, finish_reason), "usage", completion_usage_json(usage));
+  if (root == NULL) return NULL;
+  add_token_ids(root, info);
+  char *body = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return body;
+}
+
+char *completion_chunk_sse(const ChatReplyInfo *info, const char *text, size_t text_bytes, const char *finish_reason,
+                           const ChatUsage *usage) {
+  if (usage != NULL) return event_of("text_completion", info, json_array(), completion_usage_json(usage));
+  return event_of("text_completion", info, completion_choices(text, text_bytes, finish_reason), NULL);
 }

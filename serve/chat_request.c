@@ -163,7 +163,7 @@ static bool parse_number(json_t *root, const char *key, double lo, bool lo_open,
   return true;
 }
 
-static bool parse_max_tokens(json_t *root, ChatRequest *out, ApiError *error) {
+static bool parse_max_tokens(json_t *root, ApiGeneration *out, ApiError *error) {
   const char *keys[] = {"max_completion_tokens", "max_tokens"};  /* the newer name wins */
   for (size_t i = 0; i < 2; i++) {
     json_t *field = json_object_get(root, keys[i]);
@@ -177,7 +177,7 @@ static bool parse_max_tokens(json_t *root, ChatRequest *out, ApiError *error) {
   return true;
 }
 
-static bool parse_stop(json_t *root, ChatRequest *out, ApiError *error) {
+static bool parse_stop(json_t *root, ApiGeneration *out, ApiError *error) {
   json_t *stop = json_object_get(root, "stop");
   if (stop == NULL || json_is_null(stop)) return true;
   if (json_is_string(stop)) {
@@ -208,7 +208,7 @@ static bool parse_bool(json_t *object, const char *key, bool *value, ApiError *e
   return true;
 }
 
-static bool parse_sampling(json_t *root, ChatRequest *out, ApiError *error) {
+static bool parse_sampling(json_t *root, ApiGeneration *out, ApiError *error) {
   if (!parse_number(root, "temperature", 0, false, 2, &out->temperature, error)) return false;
   if (!parse_number(root, "top_p", 0, true, 1, &out->top_p, error)) return false;
   json_t *seed = json_object_get(root, "seed");
@@ -223,7 +223,7 @@ static bool parse_sampling(json_t *root, ChatRequest *out, ApiError *error) {
   return parse_max_tokens(root, out, error) && parse_stop(root, out, error);
 }
 
-static bool parse_stream(json_t *root, ChatRequest *out, ApiError *error) {
+static bool parse_stream(json_t *root, ApiGeneration *out, ApiError *error) {
   if (!parse_bool(root, "stream", &out->stream, error)) return false;
   json_t *options = json_object_get(root, "stream_options");
   if (options == NULL || json_is_null(options)) return true;
@@ -299,10 +299,17 @@ static bool refuse_unsupported(json_t *root, ApiError *error) {
   return true;
 }
 
-bool chat_request_parse(const char *body, size_t body_bytes, ChatRequest *out, ApiError *error) {
+bool api_parse_generation(void *root_json, ApiGeneration *out, ApiError *error) {
+  json_t *root = root_json;
   memset(out, 0, sizeof *out);
   out->temperature = 1.0;
   out->top_p = 1.0;
+  return refuse_unsupported(root, error) && parse_sampling(root, out, error) && parse_stream(root, out, error) &&
+         parse_bool(root, "return_token_ids", &out->return_token_ids, error);
+}
+
+bool chat_request_parse(const char *body, size_t body_bytes, ChatRequest *out, ApiError *error) {
+  memset(out, 0, sizeof *out);
   out->reasoning = HARMONY_REASONING_MEDIUM;
   json_error_t json_error;
   json_t *root = json_loadb(body, body_bytes, JSON_REJECT_DUPLICATES, &json_error);
@@ -314,8 +321,8 @@ bool chat_request_parse(const char *body, size_t body_bytes, ChatRequest *out, A
   out->json = root;
   bool ok = json_is_object(root);
   if (!ok) api_error_set(error, 400, NULL, NULL, "the body must be a JSON object");
-  ok = ok && refuse_unsupported(root, error) && parse_messages(root, out, error) && parse_sampling(root, out, error) &&
-       parse_stream(root, out, error) && parse_reasoning(root, out, error) && parse_tools(root, out, error);
+  ok = ok && api_parse_generation(root, &out->gen, error) && parse_messages(root, out, error) &&
+       parse_reasoning(root, out, error) && parse_tools(root, out, error);
   if (!ok) chat_request_free(out);
   return ok;
 }

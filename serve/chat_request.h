@@ -24,6 +24,26 @@ typedef struct {
   const char *code;   /* NULL, or e.g. "unsupported_parameter" */
 } ApiError;
 
+/* What both generation endpoints take besides the prompt (chat and legacy completions). */
+typedef struct {
+  int64_t max_tokens;          /* 0: not given (the server picks) */
+  double temperature;          /* default 1 */
+  double top_p;                /* default 1 */
+  bool has_seed;
+  uint64_t seed;
+  const char *stop[CHAT_MAX_STOP_STRINGS]; /* point into the parsed JSON */
+  size_t num_stop;
+  bool stream;
+  bool include_usage;          /* stream_options.include_usage */
+  bool return_token_ids;       /* vLLM's extension: choices[0].token_ids in a non-streamed reply */
+} ApiGeneration;
+
+/* Fills `out` from a request object (`root` is a json_t *; strings stay owned by it): the
+ * defaults, then max_tokens / max_completion_tokens, temperature, top_p, seed, stop, stream and
+ * stream_options, each checked; n > 1 and the fields this server cannot honour (logprobs,
+ * response_format, logit_bias, ...) are refused by name. */
+bool api_parse_generation(void *root, ApiGeneration *out, ApiError *error);
+
 typedef struct {
   const char *id;
   const char *name;       /* the function's name (without "functions.") */
@@ -43,15 +63,7 @@ typedef enum { CHAT_TOOL_CHOICE_AUTO, CHAT_TOOL_CHOICE_NONE } ChatToolChoice;
 typedef struct {
   ChatMessage *messages;
   size_t num_messages;
-  int64_t max_tokens;          /* 0: not given (the server picks) */
-  double temperature;          /* default 1 */
-  double top_p;                /* default 1 */
-  bool has_seed;
-  uint64_t seed;
-  const char *stop[CHAT_MAX_STOP_STRINGS];
-  size_t num_stop;
-  bool stream;
-  bool include_usage;          /* stream_options.include_usage */
+  ApiGeneration gen;
   HarmonyReasoning reasoning;  /* reasoning_effort; default medium */
   const void *tools;           /* the `tools` array (json_t), NULL when absent or empty */
   size_t num_tools;

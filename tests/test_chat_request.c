@@ -38,10 +38,10 @@ static void test_minimal_request_takes_the_defaults(void **state) {
   assert_int_equal(r.num_messages, 1);
   assert_int_equal(r.messages[0].role, HARMONY_ROLE_USER);
   assert_string_equal(r.messages[0].content, "Hi");
-  assert_int_equal(r.max_tokens, 0);
-  assert_true(r.temperature == 1.0 && r.top_p == 1.0);
-  assert_false(r.has_seed || r.stream || r.include_usage);
-  assert_int_equal(r.num_stop, 0);
+  assert_int_equal(r.gen.max_tokens, 0);
+  assert_true(r.gen.temperature == 1.0 && r.gen.top_p == 1.0);
+  assert_false(r.gen.has_seed || r.gen.stream || r.gen.include_usage);
+  assert_int_equal(r.gen.num_stop, 0);
   assert_int_equal(r.reasoning, HARMONY_REASONING_MEDIUM);
   assert_null(r.tools);
   assert_int_equal(r.tool_choice, CHAT_TOOL_CHOICE_AUTO);
@@ -63,13 +63,13 @@ static void test_every_field_is_read(void **state) {
   assert_int_equal(r.messages[0].role, HARMONY_ROLE_SYSTEM);
   assert_int_equal(r.messages[1].role, HARMONY_ROLE_DEVELOPER);
   assert_string_equal(r.messages[1].content, "D");
-  assert_int_equal(r.max_tokens, 7); /* max_completion_tokens wins */
-  assert_true(r.temperature == 0.0 && r.top_p == 0.5);
-  assert_true(r.has_seed);
-  assert_int_equal(r.seed, 42);
-  assert_int_equal(r.num_stop, 2);
-  assert_string_equal(r.stop[1], "bc");
-  assert_true(r.stream && r.include_usage);
+  assert_int_equal(r.gen.max_tokens, 7); /* max_completion_tokens wins */
+  assert_true(r.gen.temperature == 0.0 && r.gen.top_p == 0.5);
+  assert_true(r.gen.has_seed);
+  assert_int_equal(r.gen.seed, 42);
+  assert_int_equal(r.gen.num_stop, 2);
+  assert_string_equal(r.gen.stop[1], "bc");
+  assert_true(r.gen.stream && r.gen.include_usage);
   assert_int_equal(r.reasoning, HARMONY_REASONING_HIGH);
   assert_non_null(r.tools);
   assert_int_equal(r.num_tools, 1);
@@ -96,8 +96,8 @@ static void test_tool_call_and_its_result_are_read(void **state) {
   assert_int_equal(r.messages[2].role, HARMONY_ROLE_TOOL);
   assert_string_equal(r.messages[2].tool_call_id, "call_1");
   assert_string_equal(r.messages[2].content, "3C");
-  assert_int_equal(r.num_stop, 1);
-  assert_string_equal(r.stop[0], "END");
+  assert_int_equal(r.gen.num_stop, 1);
+  assert_string_equal(r.gen.stop[0], "END");
   chat_request_free(&r);
 }
 

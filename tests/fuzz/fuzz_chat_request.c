@@ -26,8 +26,8 @@ static void check_refusal(const ApiError *error) {
 }
 
 static void check_request(const ChatRequest *r) {
-  require(r->num_messages >= 1 && r->max_tokens >= 0 && r->num_stop <= CHAT_MAX_STOP_STRINGS);
-  require(r->temperature >= 0 && r->temperature <= 2 && r->top_p > 0 && r->top_p <= 1);
+  require(r->num_messages >= 1 && r->gen.max_tokens >= 0 && r->gen.num_stop <= CHAT_MAX_STOP_STRINGS);
+  require(r->gen.temperature >= 0 && r->gen.temperature <= 2 && r->gen.top_p > 0 && r->gen.top_p <= 1);
   for (size_t i = 0; i < r->num_messages; i++) {
     require(r->messages[i].content != NULL);
     require(r->messages[i].role != HARMONY_ROLE_TOOL || r->messages[i].tool_call_id != NULL);
