@@ -60,15 +60,20 @@ Status harmony_system_content(const HarmonySystem *system, char **text_out) {
     status = text_append_str(&t, "\n\n# Valid channels: analysis, commentary, final. "
                                  "Channel must be included for every message.");
   }
+  if (status == STATUS_OK && system->function_tools) {
+    status = text_append_str(&t, "\nCalls to these tools must go to the commentary channel: 'functions'.");
+  }
   if (status != STATUS_OK) free(t.bytes);
   *text_out = status == STATUS_OK ? t.bytes : NULL;
   return status;
 }
 
-Status harmony_developer_content(const char *instructions, char **text_out) {
+Status harmony_developer_content(const char *instructions, const char *tools, char **text_out) {
   Text t = {0};
   Status status = text_append_str(&t, instructions ? "# Instructions\n\n" : "");
   if (status == STATUS_OK && instructions) status = text_append_str(&t, instructions);
+  if (status == STATUS_OK && tools) status = text_append_str(&t, instructions ? "\n\n# Tools\n\n" : "# Tools\n\n");
+  if (status == STATUS_OK && tools) status = text_append_str(&t, tools);
   if (status != STATUS_OK) free(t.bytes);
   *text_out = status == STATUS_OK ? t.bytes : NULL;
   return status;
@@ -145,8 +150,8 @@ static Status render_prompt(Renderer *r, const HarmonyPrompt *prompt) {
     if (status == STATUS_OK) status = render_message(r, &(HarmonyMessage){.role = HARMONY_ROLE_SYSTEM, .text = content});
     free(content);
   }
-  if (status == STATUS_OK && prompt->developer_instructions) {
-    status = harmony_developer_content(prompt->developer_instructions, &content);
+  if (status == STATUS_OK && (prompt->developer_instructions || prompt->tools)) {
+    status = harmony_developer_content(prompt->developer_instructions, prompt->tools, &content);
     if (status == STATUS_OK) {
       status = render_message(r, &(HarmonyMessage){.role = HARMONY_ROLE_DEVELOPER, .text = content});
     }

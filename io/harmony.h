@@ -8,9 +8,9 @@
  * encoded as ordinary text, each on its own (text typed as "<|end|>" stays ordinary ids); only
  * the format's own markers are special tokens.
  *
- * Not done here: the tools sections (`# Tools`, TypeScript namespaces) of system and developer
- * messages, and dropping earlier analysis messages from a multi-turn history (the caller passes
- * only the messages it wants rendered). */
+ * Not done here: writing a tools section (serve/chat_prompt turns OpenAI's JSON-schema tools into
+ * the TypeScript namespace), and dropping earlier analysis messages from a multi-turn history
+ * (the caller passes only the messages it wants rendered). */
 #ifndef GPTOSS_IO_HARMONY_H
 #define GPTOSS_IO_HARMONY_H
 
@@ -48,19 +48,22 @@ typedef struct {
   const char *knowledge_cutoff;
   const char *current_date; /* "YYYY-MM-DD" */
   HarmonyReasoning reasoning;
+  bool function_tools;      /* the developer message declares functions: say they go to commentary */
 } HarmonySystem;
 
 #define HARMONY_DEFAULT_IDENTITY "You are ChatGPT, a large language model trained by OpenAI."
 #define HARMONY_DEFAULT_KNOWLEDGE_CUTOFF "2024-06"
 
 /* A conversation to continue: an optional system message (rendered from `system`), an optional
- * developer message ("# Instructions\n\n" + developer_instructions), then `messages`, then
- * `<|start|>assistant`. */
+ * developer message ("# Instructions\n\n" + developer_instructions, then "# Tools\n\n" + tools),
+ * then `messages`, then `<|start|>assistant`. */
 typedef struct {
   const HarmonySystem *system;        /* NULL: no system message */
-  const char *developer_instructions; /* NULL: no developer message */
+  const char *developer_instructions; /* NULL (and no tools): no developer message */
   const HarmonyMessage *messages;
   size_t num_messages;
+  const char *tools;                  /* "## functions\n\nnamespace functions {...}": the developer
+                                       * message's "# Tools" section, or NULL */
 } HarmonyPrompt;
 
 /* The prompt as token ids (appended to `ids`), ready for prefill. On error `ids` may hold part of
@@ -72,7 +75,7 @@ Status harmony_render_prompt_text(const HarmonyPrompt *prompt, char **text_out, 
 
 /* The text of a system message's content, and of a developer message's; the caller frees it. */
 Status harmony_system_content(const HarmonySystem *system, char **text_out);
-Status harmony_developer_content(const char *instructions, char **text_out);
+Status harmony_developer_content(const char *instructions, const char *tools, char **text_out);
 
 /* Generation stops at <|return|> (the answer is done) or <|call|> (a tool call waits for its
  * result). <|end|> only ends one message; the model then starts the next one itself. */

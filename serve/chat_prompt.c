@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "serve/tool_schema.h"
+
 /* System and developer messages joined, in order, by a blank line; NULL when there are none. */
 static char *join_instructions(const ChatRequest *request) {
   size_t bytes = 1;
@@ -45,6 +47,15 @@ static bool add_message(ChatPrompt *out, HarmonyMessage message) {
   return true;
 }
 
+/* The index of the last user message (0 when there is none: no turn has a reasoning to keep). */
+static size_t last_user_message(const ChatRequest *request) {
+  size_t last = 0;
+  for (size_t i = 0; i < request->num_messages; i++) {
+    if (request->messages[i].role == HARMONY_ROLE_USER) last = i;
+  }
+  return last;
+}
+
 static bool map_message(const ChatRequest *request, size_t index, ChatPrompt *out, ApiError *error) {
   const ChatMessage *m = &request->messages[index];
   switch (m->role) {
@@ -54,6 +65,11 @@ static bool map_message(const ChatRequest *request, size_t index, ChatPrompt *ou
   case HARMONY_ROLE_USER:
     return add_message(out, (HarmonyMessage){.role = HARMONY_ROLE_USER, .text = m->content});
   case HARMONY_ROLE_ASSISTANT:
+    /* Harmony drops the reasoning of finished turns but keeps it within the turn in progress,
+     * where it led to a tool call whose result follows (no user message after it). */
+    if (m->reasoning != NULL && m->reasoning[0] != '\0' && index > last_user_message(request)) {
+      add_message(out, (HarmonyMessage){.role = HARMONY_ROLE_ASSISTANT, .channel = "analysis", .text = m->reasoning});
+    }
     if (m->content[0] != '\0') {
       add_message(out, (HarmonyMessage){.role = HARMONY_ROLE_ASSISTANT, .channel = "final", .text = m->content});
     }
@@ -86,7 +102,7 @@ out_of_memory:
 bool chat_prompt_build(const ChatRequest *request, const char *current_date, ChatPrompt *out, ApiError *error) {
   memset(out, 0, sizeof *out);
   size_t max_messages = 0;
-  for (size_t i = 0; i < request->num_messages; i++) max_messages += 1 + request->messages[i].num_tool_calls;
+  for (size_t i = 0; i < request->num_messages; i++) max_messages += 2 + request->messages[i].num_tool_calls;
   out->messages = calloc(max_messages + 1, sizeof *out->messages);
   out->names = calloc(max_messages + 1, sizeof *out->names);
   out->developer_instructions = join_instructions(request);
@@ -96,8 +112,18 @@ bool chat_prompt_build(const ChatRequest *request, const char *current_date, Cha
     error->type = "server_error";
     return false;
   }
-  out->system = (HarmonySystem){.current_date = current_date, .reasoning = request->reasoning};
+  /* tool_choice "none": the functions stay undeclared, so the model answers without them. */
+  const bool declare_tools = request->tools != NULL && request->tool_choice == CHAT_TOOL_CHOICE_AUTO;
+  if (declare_tools && (out->tools = tool_schema_namespace(request->tools)) == NULL) {
+    chat_prompt_free(out);
+    api_error_set(error, 500, NULL, NULL, "out of memory");
+    error->type = "server_error";
+    return false;
+  }
+  out->system = (HarmonySystem){.current_date = current_date, .reasoning = request->reasoning,
+                                .function_tools = declare_tools};
   out->prompt.system = &out->system;
+  out->prompt.tools = out->tools;
   out->prompt.developer_instructions = out->developer_instructions[0] != '\0' ? out->developer_instructions : NULL;
   out->prompt.messages = out->messages;
   for (size_t i = 0; i < request->num_messages; i++) {
@@ -114,5 +140,6 @@ void chat_prompt_free(ChatPrompt *prompt) {
   free(prompt->names);
   free(prompt->messages);
   free(prompt->developer_instructions);
+  free(prompt->tools);
   memset(prompt, 0, sizeof *prompt);
 }

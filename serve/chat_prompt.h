@@ -3,11 +3,14 @@
  * OpenAI's system and developer messages become harmony's developer instructions (the harmony
  * system message is the model's own: identity, reasoning effort, date); an assistant's tool call
  * becomes a commentary message `to=functions.NAME` with JSON content, and the tool's answer a
- * `functions.NAME to=assistant` commentary message, its name found from tool_call_id. Earlier
- * reasoning never arrives here (OpenAI history carries no analysis messages), which is what
- * harmony prescribes for finished turns.
+ * `functions.NAME to=assistant` commentary message, its name found from tool_call_id. Reasoning a
+ * client sends back (`reasoning_content` of an assistant message) is rendered as an analysis
+ * message only within the turn in progress (after the last user message: it led to the tool call
+ * whose result follows) and dropped from finished turns, as harmony prescribes.
  *
- * Not done here: the `# Tools` namespace of the developer message (io/harmony renders none yet). */
+ * Function tools (with tool_choice "auto") are declared in the developer message's "# Tools"
+ * section as harmony's TypeScript namespace (serve/tool_schema.h), and the system message says
+ * they are called in the commentary channel; with tool_choice "none" they are left out. */
 #ifndef GPTOSS_SERVE_CHAT_PROMPT_H
 #define GPTOSS_SERVE_CHAT_PROMPT_H
 
@@ -19,6 +22,7 @@ typedef struct {
   HarmonyPrompt prompt;        /* points into this struct and the request: keep both alive */
   HarmonyMessage *messages;
   char *developer_instructions;
+  char *tools;                 /* the developer message's "# Tools" section (serve/tool_schema.h) */
   char **names;                /* "functions.NAME" strings made for tool calls and results */
   size_t num_names;
 } ChatPrompt;

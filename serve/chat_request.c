@@ -116,6 +116,17 @@ static bool parse_message(json_t *item, size_t index, ChatMessage *message, Chat
     }
     if (!parse_tool_calls(calls, index, message, storage_next, error)) return false;
   }
+  /* The reasoning a client got with an earlier reply (vLLM's name, and OpenRouter's). */
+  json_t *reasoning = json_object_get(item, "reasoning_content");
+  if (reasoning == NULL || json_is_null(reasoning)) reasoning = json_object_get(item, "reasoning");
+  if (reasoning != NULL && !json_is_null(reasoning)) {
+    if (message->role != HARMONY_ROLE_ASSISTANT || !json_is_string(reasoning)) {
+      api_error_set(error, 400, "messages", NULL, "messages[%zu].reasoning_content must be a string on an assistant message",
+                    index);
+      return false;
+    }
+    message->reasoning = json_string_value(reasoning);
+  }
   if (message->role == HARMONY_ROLE_TOOL) {
     message->tool_call_id = json_string_value(json_object_get(item, "tool_call_id"));
     if (message->tool_call_id == NULL) {

@@ -54,6 +54,7 @@ typedef struct {
   HarmonyRole role;
   const char *content;       /* "" when absent (an assistant message that only calls tools) */
   const char *tool_call_id;  /* tool messages */
+  const char *reasoning;     /* assistant messages: reasoning_content sent back, or NULL */
   const ChatToolCall *tool_calls; /* assistant messages */
   size_t num_tool_calls;
 } ChatMessage;

@@ -83,12 +83,69 @@ static void test_tool_result_without_its_call_is_refused(void **state) {
   chat_request_free(&request);
 }
 
+/* Declared tools: harmony's TypeScript namespace in the developer message (the layout of
+ * openai/harmony's rendering, written out here by hand), the commentary line in the system one. */
+static void test_tools_are_declared_as_a_namespace(void **state) {
+  char *text = render(
+      "{\"messages\":[{\"role\":\"system\",\"content\":\"Be concise.\"},{\"role\":\"user\",\"content\":\"Tokyo?\"}],"
+      "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Get weather for a city\","
+      "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"description\":\"The city\"},"
+      "\"unit\":{\"type\":\"string\",\"enum\":[\"celsius\",\"fahrenheit\"],\"default\":\"celsius\"},"
+      "\"days\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"}},\"note\":{\"type\":[\"string\",\"null\"]},"
+      "\"lang\":{\"type\":\"string\",\"default\":\"en\"},"
+      "\"where\":{\"type\":\"object\",\"properties\":{\"lat\":{\"type\":\"number\"}},\"required\":[\"lat\"]}},"
+      "\"required\":[\"city\"]}}},"
+      "{\"type\":\"function\",\"function\":{\"name\":\"get_location\"}}]}");
+  after(text, "Channel must be included for every message.\nCalls to these tools must go to the commentary channel: "
+              "'functions'.<|end|>");
+  assert_string_equal(after(text, "<|start|>developer"),
+                      "<|start|>developer<|message|># Instructions\n\nBe concise.\n\n# Tools\n\n## functions\n\n"
+                      "namespace functions {\n\n"
+                      "// Get weather for a city\ntype get_weather = (_: {\n// The city\ncity: string,\n"
+                      "unit?: \"celsius\" | \"fahrenheit\", // default: celsius\ndays?: number[],\nnote?: string | null,\n"
+                      "lang?: string, // default: \"en\"\nwhere?: {\n    lat: number,\n    },\n"
+                      "}) => any;\n\n"
+                      "type get_location = () => any;\n\n"
+                      "} // namespace functions<|end|><|start|>user<|message|>Tokyo?<|end|><|start|>assistant");
+  free(text);
+  /* tool_choice "none": nothing declared */
+  text = render("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"tool_choice\":\"none\","
+                "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}");
+  assert_null(strstr(text, "# Tools"));
+  assert_null(strstr(text, "Calls to these tools"));
+  free(text);
+}
+
+/* openai/harmony's test_does_not_drop_if_ongoing_analysis: the reasoning that led to a tool call
+ * stays while the turn goes on; an earlier turn's reasoning is dropped. */
+static void test_reasoning_kept_only_in_the_turn_in_progress(void **state) {
+  char *text = render(
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},"
+      "{\"role\":\"assistant\",\"content\":\"Hello.\",\"reasoning_content\":\"Greet back.\"},"
+      "{\"role\":\"user\",\"content\":\"What is the weather in SF?\"},"
+      "{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"We need to use lookup_weather tool.\","
+      "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"lookup_weather\","
+      "\"arguments\":\"{\\\"location\\\": \\\"San Francisco\\\"}\"}}]},"
+      "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"{\\\"temperature\\\": 20}\"}]}");
+  assert_null(strstr(text, "Greet back."));
+  assert_string_equal(after(text, "<|start|>user<|message|>What"),
+                      "<|start|>user<|message|>What is the weather in SF?<|end|>"
+                      "<|start|>assistant<|channel|>analysis<|message|>We need to use lookup_weather tool.<|end|>"
+                      "<|start|>assistant to=functions.lookup_weather<|channel|>commentary <|constrain|>json<|message|>"
+                      "{\"location\": \"San Francisco\"}<|call|>"
+                      "<|start|>functions.lookup_weather to=assistant<|channel|>commentary<|message|>{\"temperature\": 20}<|end|>"
+                      "<|start|>assistant");
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_user_message_after_system),
       cmocka_unit_test(test_system_and_developer_become_instructions),
       cmocka_unit_test(test_tool_call_and_result_are_commentary),
       cmocka_unit_test(test_tool_result_without_its_call_is_refused),
+      cmocka_unit_test(test_tools_are_declared_as_a_namespace),
+      cmocka_unit_test(test_reasoning_kept_only_in_the_turn_in_progress),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

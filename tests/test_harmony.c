@@ -136,7 +136,7 @@ static void test_system_content(void **state) {
                       "Reasoning: low\n\n"
                       "# Valid channels: analysis, commentary, final. Channel must be included for every message.");
   free(text);
-  assert_int_equal(harmony_developer_content("Be brief.", &text), STATUS_OK);
+  assert_int_equal(harmony_developer_content("Be brief.", NULL, &text), STATUS_OK);
   assert_string_equal(text, "# Instructions\n\nBe brief.");
   free(text);
 }
