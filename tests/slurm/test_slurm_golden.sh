@@ -190,7 +190,44 @@ grep -q nonexistent "$SCRATCH/fail.err" || {
 }
 log "job 'fail': non-zero status $JOB_STATUS propagated, stderr names the cause"
 
-# 4. the batch script refuses to run outside an allocation
+# 4. serve: the API on the first node answers the reference's greedy ids, and SIGUSR1 to the
+#    batch script (scancel --signal=B:USR1) drains it: the job completes with exit code 0.
+command -v node >/dev/null || fail "node not found (Debian: nodejs): the serve case talks HTTP with it"
+t=$SECONDS
+job=$(sbatch --parsable --ntasks=8 --cpus-per-task=1 --time=5 --job-name=gptoss-serve --chdir="$SCRATCH" \
+  --output="$SCRATCH/serve.out" --error="$SCRATCH/serve.err" \
+  "$SBATCH_SCRIPT" serve --model "$MODEL" --port 0 --parallel 2) || fail "sbatch of the serve job failed"
+port=""
+for ((i = 0; i < JOB_TIMEOUT * 5; i++)); do
+  grep -q 'serve: ready' "$SCRATCH/serve.err" 2>/dev/null && break
+  squeue -h -j "$job" 2>/dev/null | grep -q . || { show_job serve; fail "the serve job ended before it was ready"; }
+  sleep 0.2
+done
+grep -q 'serve: ready' "$SCRATCH/serve.err" || { show_job serve; fail "the serve job was not ready in $JOB_TIMEOUT s"; }
+port=$(grep -o 'listening on http://[^ ]*:[0-9]*/' "$SCRATCH/serve.err" | grep -o '[0-9]*/$' | tr -d /)
+grep -q "serving on .* scancel --signal=B:USR1 $job" "$SCRATCH/serve.err" ||
+  { show_job serve; fail "the serve job's log does not say where it serves and how to stop it"; }
+got=$(node -e '
+  const [port, ids] = process.argv.slice(1);
+  fetch(`http://127.0.0.1:${port}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ prompt: ids.split(",").map(Number), max_tokens: 16, temperature: 0, return_token_ids: true }) })
+    .then((r) => r.json()).then((j) => console.log(j.choices[0].token_ids.join(" ")))
+    .catch((e) => { console.error(String(e)); process.exit(1); });' "$port" "$TOKENS_CSV") ||
+  { show_job serve; fail "the request to the serve job failed"; }
+[[ $got == "$GREEDY" ]] || { show_job serve; fail "the serve job answered '$got', expected '$GREEDY'"; }
+scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 --batch $job failed"
+for ((i = 0; i < JOB_TIMEOUT * 5; i++)); do
+  squeue -h -j "$job" 2>/dev/null | grep -q . || break
+  sleep 0.2
+done
+state=$(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]* .*ExitCode=[0-9:]*' | tr -s ' ' | cut -d' ' -f1,2) || state=""
+info=$(scontrol show job "$job" 2>/dev/null)
+[[ $info == *JobState=COMPLETED* && $info == *"ExitCode=0:0"* ]] ||
+  { show_job serve; fail "the drained serve job ended as '$state', expected COMPLETED with exit code 0"; }
+grep -q 'serve: drained' "$SCRATCH/serve.err" || { show_job serve; fail "the serve job did not drain"; }
+log "job 'serve': 8 ranks answered the reference's greedy ids over HTTP on port $port; drained, exit 0 ($((SECONDS - t)) s)"
+
+# 5. the batch script refuses to run outside an allocation
 status=0
 env -u SLURM_JOB_ID bash "$SBATCH_SCRIPT" "${GENERATE[@]}" >"$SCRATCH/outside.out" 2>"$SCRATCH/outside.err" ||
   status=$?
