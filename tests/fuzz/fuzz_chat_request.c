@@ -1,6 +1,6 @@
-/* libFuzzer target for serve/chat_request and serve/chat_prompt. Each input
- * is a request body: a refused one must carry a 400 (or a 500 out of memory) whose error object
- * is valid JSON; an accepted one must keep chat_request.h's promises and either render as a
+/* libFuzzer target for serve's request bodies: chat_request with chat_prompt (the tools'
+ * TypeScript rendering included), and completion_request. Each input is a request body: a
+ * refused one must carry a 400 (or a 500 out of memory) whose error object is valid JSON; an accepted one must keep chat_request.h's promises and either render as a
  * harmony prompt or be refused by chat_prompt with a 400. Any broken promise aborts.
  * Built by tests/fuzz/CMakeLists.txt (libFuzzer with -DGPTOSS_FUZZ=ON, replay_* otherwise). */
 #include <jansson.h>
@@ -10,6 +10,7 @@
 
 #include "serve/chat_prompt.h"
 #include "serve/chat_request.h"
+#include "serve/completion_request.h"
 
 static void require(int condition) {
   if (!condition) abort();
@@ -34,7 +35,22 @@ static void check_request(const ChatRequest *r) {
   }
 }
 
+/* The same bytes as a /v1/completions body: a text prompt or ids inside the vocabulary. */
+static void fuzz_completion(const uint8_t *data, size_t size) {
+  CompletionRequest r;
+  ApiError error;
+  if (!completion_request_parse((const char *)data, size, 201088, &r, &error)) {
+    check_refusal(&error);
+    return;
+  }
+  require((r.prompt_text != NULL) != (r.prompt_ids != NULL) && r.gen.max_tokens >= 1);
+  require(r.prompt_text == NULL || r.prompt_bytes > 0);
+  for (size_t i = 0; i < r.num_prompt_ids; i++) require(r.prompt_ids[i] >= 0 && r.prompt_ids[i] < 201088);
+  completion_request_free(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  fuzz_completion(data, size);
   ChatRequest request;
   ApiError error;
   if (!chat_request_parse((const char *)data, size, &request, &error)) {
