@@ -101,7 +101,9 @@ static int compare_by_offset(const void *a, const void *b) {
   return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Two tensors sharing bytes means the header lies; reading either would give garbage. */
+/* Two tensors sharing bytes means the header lies; reading either would give garbage. Each
+ * tensor is checked against the furthest end of all before it in its file, not only against its
+ * neighbour: an empty tensor between two overlapping ones must not hide the overlap. */
 static Status check_no_overlap(Checkpoint *ckpt) {
   if (ckpt->num_tensors < 2) return STATUS_OK; /* also: memcpy from a NULL table is undefined */
   StTensor *sorted = malloc((size_t)ckpt->num_tensors * sizeof *sorted + 1);
@@ -109,12 +111,18 @@ static Status check_no_overlap(Checkpoint *ckpt) {
   memcpy(sorted, ckpt->tensors, (size_t)ckpt->num_tensors * sizeof *sorted);
   qsort(sorted, (size_t)ckpt->num_tensors, sizeof *sorted, compare_by_offset);
   Status st = STATUS_OK;
+  const StTensor *furthest = &sorted[0]; /* of the tensors before cur in its file, the one ending last */
   for (int64_t i = 1; i < ckpt->num_tensors && st == STATUS_OK; i++) {
-    const StTensor *prev = &sorted[i - 1], *cur = &sorted[i];
-    if (prev->file == cur->file && prev->offset + prev->num_bytes > cur->offset && cur->num_bytes > 0) {
-      st = status_error(STATUS_BAD_FORMAT, "%s: tensors %s and %s overlap in the file (corrupt header)",
-                        ckpt->files[cur->file].path, prev->name, cur->name);
+    const StTensor *cur = &sorted[i];
+    if (furthest->file != cur->file) {
+      furthest = cur;
+      continue;
     }
+    if (furthest->offset + furthest->num_bytes > cur->offset && cur->num_bytes > 0) {
+      st = status_error(STATUS_BAD_FORMAT, "%s: tensors %s and %s overlap in the file (corrupt header)",
+                        ckpt->files[cur->file].path, furthest->name, cur->name);
+    }
+    if (cur->offset + cur->num_bytes > furthest->offset + furthest->num_bytes) furthest = cur;
   }
   free(sorted);
   return st;

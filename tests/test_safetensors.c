@@ -132,6 +132,12 @@ static void test_lying_headers(void **state) {
            "\"data_offsets\":[2,6]}}",
            8);
   expect_error("overlap");
+  /* An empty tensor between them must not hide that a and c share bytes [4, 8). */
+  write_st("model.safetensors",
+           "{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"U8\",\"shape\":[0],"
+           "\"data_offsets\":[2,2]},\"c\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}",
+           8);
+  expect_error("tensors a and c overlap");
   write_st("model.safetensors", "{\"a\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
   expect_error("unknown dtype Q9");
   write_st("model.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-2],\"data_offsets\":[0,4]}}", 4);
