@@ -219,6 +219,62 @@ static void test_config_that_cannot_run(void **state) {
   expect_refusal("must be a multiple of num_key_value_heads");
 }
 
+static int64_t g_value, g_old_value;
+static const char *g_key;
+static void set_key(json_t *config) {
+  g_old_value = json_integer_value(json_object_get(config, g_key));
+  json_object_set_new(config, g_key, json_integer(g_value));
+}
+
+/* Sets one key, expects the refusal, puts the key back. */
+static void expect_config_refusal(const char *key, int64_t value, const char *needle) {
+  g_key = key;
+  g_value = value;
+  rewrite_config(set_key);
+  expect_refusal(needle);
+  g_value = g_old_value;
+  rewrite_config(set_key);
+}
+
+/* Sizes whose products would overflow int64 (undefined behaviour in every shape computed from
+ * them) are refused by the config check, naming the key or the tensor, before any tensor is read. */
+static void test_config_with_absurd_sizes(void **state) {
+  (void)state;
+  expect_config_refusal("hidden_size", -64, "config.json: \"hidden_size\" must be in [1, 16777216], got -64");
+  expect_config_refusal("vocab_size", 0, "\"vocab_size\" must be in [1, 16777216], got 0");
+  expect_config_refusal("hidden_size", INT64_C(1) << 45, "\"hidden_size\" must be in [1, 16777216], got 35184372088832");
+  expect_config_refusal("num_attention_heads", INT64_C(1) << 62, "\"num_attention_heads\" must be in [1, 16777216]");
+  /* Every size within bounds, but experts x 2 intermediate x hidden = 2^63. */
+  g_key = "num_local_experts";
+  g_value = 1 << 20;
+  rewrite_config(set_key);
+  g_key = "hidden_size";
+  g_value = 1 << 21;
+  rewrite_config(set_key);
+  expect_config_refusal("intermediate_size", 1 << 21, "the sizes give the experts (num_local_experts x 2 intermediate_size");
+}
+
+/* Jansson keeps the last of two equal keys; which one the user meant is unknowable, so refuse. */
+static void test_config_duplicate_key(void **state) {
+  (void)state;
+  char path[4096];
+  ckpt_path(path, sizeof path, "config.json");
+  size_t size;
+  char *text = test_read_file(path, &size);
+  const char *open_brace = strchr(text, '{');
+  assert_non_null(open_brace);
+  const char *extra = "\"hidden_size\": 128, ";
+  char *doubled = malloc(size + strlen(extra) + 1);
+  const size_t head = (size_t)(open_brace + 1 - text);
+  memcpy(doubled, text, head);
+  memcpy(doubled + head, extra, strlen(extra));
+  memcpy(doubled + head + strlen(extra), text + head, size - head);
+  test_write_file(path, doubled, size + strlen(extra));
+  free(doubled);
+  free(text);
+  expect_refusal("duplicate object key");
+}
+
 static void test_missing_tensor(void **state) {
   (void)state;
   char path[4096];
@@ -242,6 +298,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_wrong_shape, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_config_missing_key, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_config_that_cannot_run, setup_each, teardown_each),
+      cmocka_unit_test_setup_teardown(test_config_with_absurd_sizes, setup_each, teardown_each),
+      cmocka_unit_test_setup_teardown(test_config_duplicate_key, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_missing_tensor, setup_each, teardown_each),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
