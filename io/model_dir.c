@@ -307,7 +307,8 @@ static Status locate_tensor(hid_t file, const char *path, const TensorSpec *spec
   const haddr_t offset = spec->num_bytes > 0 ? H5Dget_offset(dset) : 0;
   if (!shape_ok || H5Tget_size(type) != dtype_bytes(spec->dtype)) {
     st = status_error(STATUS_MISMATCH, "%s: dataset %s does not have the shape and dtype the config implies", path, spec->name);
-  } else if (offset == HADDR_UNDEF || offset % MODEL_TENSOR_ALIGNMENT != 0 || offset + spec->num_bytes > map_bytes) {
+  } else if (offset == HADDR_UNDEF || offset % MODEL_TENSOR_ALIGNMENT != 0 || offset > map_bytes ||
+             spec->num_bytes > map_bytes - offset) { /* not offset + num_bytes: a hostile offset wraps it */
     st = status_error(STATUS_BAD_FORMAT,
                       "%s: dataset %s is not stored contiguously at an aligned offset inside the file "
                       "(damaged, or written by another tool); re-run gptoss convert",

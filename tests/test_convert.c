@@ -1,6 +1,7 @@
 /* The converter on the golden checkpoint and on damaged copies of it: a good conversion slices
  * exactly; every bad input is refused before anything is written, with a message naming the
  * file, tensor or key, and never leaves a directory behind. */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -287,6 +288,48 @@ static void test_missing_tensor(void **state) {
   expect_refusal("lm_head.weight");
 }
 
+/* A dataset whose recorded address is near 2^64: address + size wraps round to a small number,
+ * which must not pass for "inside the file" (the loader would point a tensor at wild memory). */
+static void test_dataset_address_past_the_file(void **state) {
+  (void)state;
+  assert_int_equal(convert(false), STATUS_OK);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/replicated.h5", g_out);
+  size_t size;
+  char *file = test_read_file(path, &size);
+  /* model.norm.weight's 128 bytes, found in the file, give its address; the layout message
+   * holds that address as a little-endian u64. */
+  Checkpoint ckpt;
+  assert_int_equal(checkpoint_open(g_ckpt, &ckpt), STATUS_OK);
+  const StTensor *norm = checkpoint_find(&ckpt, "model.norm.weight");
+  char bytes[128];
+  assert_int_equal(norm->num_bytes, sizeof bytes);
+  assert_int_equal(checkpoint_read(&ckpt, norm, 0, bytes, sizeof bytes), STATUS_OK);
+  checkpoint_close(&ckpt);
+  const char *data = memmem(file, size, bytes, sizeof bytes);
+  assert_non_null(data);
+  assert_null(memmem(data + 1, size - (size_t)(data + 1 - file), bytes, sizeof bytes));
+  const uint64_t address = (uint64_t)(data - file);
+  char encoded[8], wrapped[8];
+  for (int i = 0; i < 8; i++) {
+    encoded[i] = (char)(address >> (8 * i));
+    wrapped[i] = (char)((UINT64_MAX - 63) >> (8 * i)); /* 64-aligned; + 128 bytes wraps to 64 */
+  }
+  char *field = memmem(file, size, encoded, sizeof encoded);
+  assert_non_null(field);
+  memcpy(field, wrapped, sizeof wrapped);
+  test_write_file(path, file, size);
+  free(file);
+  Manifest m;
+  assert_int_equal(modeldir_read_manifest(g_out, &m), STATUS_OK);
+  LoadedWeights w;
+  const Range shards = {0, 1};
+  assert_int_not_equal(modeldir_load_weights(g_out, &m, shards, true, &w), STATUS_OK);
+  if (!strstr(status_last_error(), "norm.weight")) fail_msg("message '%s' lacks 'norm.weight'", status_last_error());
+  modeldir_free_weights(&w);
+  modeldir_free_manifest(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_converts_and_slices_exactly, setup_each, teardown_each),
@@ -301,6 +344,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_with_absurd_sizes, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_config_duplicate_key, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_missing_tensor, setup_each, teardown_each),
+      cmocka_unit_test_setup_teardown(test_dataset_address_past_the_file, setup_each, teardown_each),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
