@@ -255,6 +255,46 @@ static void test_config_with_absurd_sizes(void **state) {
   expect_config_refusal("intermediate_size", 1 << 21, "the sizes give the experts (num_local_experts x 2 intermediate_size");
 }
 
+static const char *g_json; /* the JSON text of the value set_json puts at g_key */
+static json_t *g_old_json;
+static void set_json(json_t *config) {
+  g_old_json = json_incref(json_object_get(config, g_key));
+  json_object_set_new(config, g_key, json_loads(g_json, JSON_DECODE_ANY, NULL));
+}
+static void restore_json(json_t *config) {
+  if (g_old_json) json_object_set_new(config, g_key, g_old_json);
+  else json_object_del(config, g_key);
+}
+
+/* Values of the wrong type or meaning, each refused naming the key. */
+static void test_config_wrong_types(void **state) {
+  (void)state;
+  static const struct { const char *key, *json, *needle; } CASES[] = {
+      {"hidden_size", "64.0", "\"hidden_size\" must be an integer"},
+      {"vocab_size", "\"512\"", "\"vocab_size\" must be an integer"},
+      {"rope_theta", "\"big\"", "\"rope_theta\" must be a number"},
+      {"rms_norm_eps", "0", "rms_norm_eps must be > 0, got 0"},
+      {"eos_token_id", "512", "eos_token_id 512 is outside the vocabulary [0, 512)"},
+      {"eos_token_id", "[1, \"2\"]", "\"eos_token_id\" must be an integer or a list of up to 8 integers"},
+      {"layer_types", "[\"sliding_attention\"]", "\"layer_types\" must list one type per layer (4)"},
+      {"num_experts_per_tok", "99", "num_experts_per_tok (99) exceeds num_local_experts (32)"},
+      {"rope_scaling", "{\"rope_type\": \"linear\", \"factor\": 2}", "rope_scaling.rope_type must be \"yarn\""},
+  };
+  for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+    g_key = CASES[i].key;
+    g_json = CASES[i].json;
+    rewrite_config(set_json);
+    expect_refusal(CASES[i].needle);
+    rewrite_config(restore_json);
+  }
+  char path[4096];
+  ckpt_path(path, sizeof path, "config.json");
+  test_write_file(path, "[1, 2]", 6);
+  expect_refusal("the top level must be an object");
+  test_write_file(path, "{\"hidden_size\": 64,", 18);
+  expect_refusal("invalid JSON at line 1");
+}
+
 /* Jansson keeps the last of two equal keys; which one the user meant is unknowable, so refuse. */
 static void test_config_duplicate_key(void **state) {
   (void)state;
@@ -343,6 +383,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_that_cannot_run, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_config_with_absurd_sizes, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_config_duplicate_key, setup_each, teardown_each),
+      cmocka_unit_test_setup_teardown(test_config_wrong_types, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_missing_tensor, setup_each, teardown_each),
       cmocka_unit_test_setup_teardown(test_dataset_address_past_the_file, setup_each, teardown_each),
   };
