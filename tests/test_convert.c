@@ -279,6 +279,8 @@ static void test_config_wrong_types(void **state) {
       {"layer_types", "[\"sliding_attention\"]", "\"layer_types\" must list one type per layer (4)"},
       {"num_experts_per_tok", "99", "num_experts_per_tok (99) exceeds num_local_experts (32)"},
       {"rope_scaling", "{\"rope_type\": \"linear\", \"factor\": 2}", "rope_scaling.rope_type must be \"yarn\""},
+      {"head_dim", "7", "head_dim (7) must be even for RoPE"},
+      {"hidden_size", "48", "hidden_size (48) and intermediate_size (64) must be multiples of 32"},
   };
   for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
     g_key = CASES[i].key;
@@ -289,6 +291,8 @@ static void test_config_wrong_types(void **state) {
   }
   char path[4096];
   ckpt_path(path, sizeof path, "config.json");
+  assert_int_equal(unlink(path), 0);
+  expect_refusal("cannot open");
   test_write_file(path, "[1, 2]", 6);
   expect_refusal("the top level must be an object");
   test_write_file(path, "{\"hidden_size\": 64,", 18);

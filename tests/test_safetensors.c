@@ -142,6 +142,10 @@ static void test_lying_headers(void **state) {
   expect_error("unknown dtype Q9");
   write_st("model.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-2],\"data_offsets\":[0,4]}}", 4);
   expect_error("invalid shape");
+  /* Each dimension allowed, but their product wraps a uint64 round to 4. */
+  write_st("model.safetensors",
+           "{\"a\":{\"dtype\":\"U8\",\"shape\":[1099511627776,1099511627776,1099511627776,4],\"data_offsets\":[0,4]}}", 4);
+  expect_error("has a shape too large for any file");
   write_st("model.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,0]}}", 4);
   expect_error("invalid data_offsets");
   write_st("model.safetensors", "{\"a\": {\"dtype\": \"U8\", ", 4);
@@ -164,6 +168,30 @@ static void test_index_must_agree_with_files(void **state) {
   expect_error("lists tensor z");
 }
 
+static void write_index(const char *text) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", g_dir);
+  test_write_file(path, text, strlen(text));
+}
+
+/* An index that is not JSON, lacks its map, points outside the directory, or gives one tensor to
+ * two files. */
+static void test_index_lies(void **state) {
+  (void)state;
+  write_index("{\"weight_map\": {");
+  expect_error("model.safetensors.index.json: invalid JSON at line 1");
+  write_index("{\"metadata\": {}}");
+  expect_error("missing the \"weight_map\" object");
+  write_index("{\"weight_map\": {\"a\": \"../elsewhere/model.safetensors\"}}");
+  expect_error("weight_map[a] must be a file name in the same directory");
+  write_index("{\"weight_map\": {\"a\": 7}}");
+  expect_error("weight_map[a] must be a file name in the same directory");
+  write_st("one.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4);
+  write_st("two.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4);
+  write_index("{\"weight_map\": {\"a\": \"one.safetensors\", \"b\": \"two.safetensors\"}}");
+  expect_error("tensor a appears in more than one file");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_single_file_reads_bytes),
@@ -172,6 +200,7 @@ int main(void) {
       cmocka_unit_test(test_truncated_file),
       cmocka_unit_test(test_lying_headers),
       cmocka_unit_test(test_index_must_agree_with_files),
+      cmocka_unit_test(test_index_lies),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
