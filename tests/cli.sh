@@ -558,6 +558,27 @@ JSON
       [[ ! -s "$scratch/out" ]] || die "something was generated for '$line'"
     done
     ;;
+  manifest_lies)
+    # A manifest whose shard count disagrees with its own config.json, or is 0: refused at start-up.
+    copy_model
+    "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" num_shards 4
+    expect_failure "manifest.h5: num_shards 4 does not match num_key_value_heads 8" 1 2 score --model "$scratch/model" --tokens 1
+    "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" num_shards 0
+    expect_failure "manifest.h5: missing num_shards" 1 1 score --model "$scratch/model" --tokens 1
+    ;;
+  option_conflicts)
+    # Options that cannot go together, or a required one left out: status 2, before loading.
+    m=(--model "$GOLDEN_MODEL")
+    printf '{"tokens": [1]}\n' >"$scratch/in.jsonl"
+    expect_refusal "--batch takes its prompts from the file; drop --prompt / --tokens" 2 \
+      generate "${m[@]}" --tokens 1 --batch "$scratch/in.jsonl"
+    expect_refusal "give exactly one of --tokens IDS or --prompt TEXT" 2 generate "${m[@]}"
+    expect_refusal "give exactly one of --tokens IDS or --prompt TEXT" 2 score "${m[@]}" --tokens 1 --prompt hi
+    expect_refusal "gptoss score: --model is required" 2 score --tokens 1
+    expect_refusal "--parallel 0 is outside the allowed range \[1, 1000000\]" 2 generate "${m[@]}" --batch "$scratch/in.jsonl" --parallel 0
+    expect_refusal "gptoss tokenize: give exactly one of --text, --file and --decode" 1 tokenize --text a --decode 1
+    expect_refusal "--max-tokens needs a value" 2 generate "${m[@]}" --tokens 1 --max-tokens
+    ;;
   *)
     die "unknown case $case_name"
     ;;
