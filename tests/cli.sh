@@ -565,6 +565,17 @@ JSON
     expect_failure "manifest.h5: num_shards 4 does not match num_key_value_heads 8" 1 2 score --model "$scratch/model" --tokens 1
     "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" num_shards 0
     expect_failure "manifest.h5: missing num_shards" 1 1 score --model "$scratch/model" --tokens 1
+    # A config_json or tokenizer dataset declared at 2 GiB but storing nothing (the file stays
+    # small): refused by its size, not read into 2 GiB of fill bytes.
+    rm -rf "$scratch/model" && copy_model
+    "$FIXTURE" declare-u8 "$scratch/model/manifest.h5" config_json 2147483648
+    [[ $(stat -c %s "$scratch/model/manifest.h5") -lt 10000000 ]] || die "the fixture stored the dataset"
+    expect_failure "manifest.h5: dataset config_json holds 2147483648 bytes, more than the 1048576 it may" 1 2 \
+      score --model "$scratch/model" --tokens 1
+    cp -r "$SMALL_MODEL" "$scratch/small" && chmod -R u+w "$scratch/small"
+    "$FIXTURE" declare-u8 "$scratch/small/manifest.h5" tokenizer 2147483648
+    expect_failure "manifest.h5: dataset tokenizer holds 2147483648 bytes, more than the 67108864 it may" 1 2 \
+      generate --model "$scratch/small" --prompt hi --max-tokens 1
     ;;
   option_conflicts)
     # Options that cannot go together, or a required one left out: status 2, before loading.
