@@ -107,10 +107,11 @@ static Status parse_max_tokens(const LineContext *c, const json_t *value, BatchR
   return STATUS_OK;
 }
 
-/* json_number_value takes integers too: "temperature": 1 is 1.0. */
+/* json_number_value takes integers too: "temperature": 1 is 1.0. The range is --temperature's: a
+ * larger value (1e300 would become an infinite float) samples as if uniformly, never what was meant. */
 static Status parse_temperature(const LineContext *c, const json_t *value, BatchRequest *r) {
-  if (!json_is_number(value) || !(json_number_value(value) >= 0)) {
-    return refuse_value(c, "temperature", value, "a number >= 0");
+  if (!json_is_number(value) || !(json_number_value(value) >= 0 && json_number_value(value) <= BATCH_MAX_TEMPERATURE)) {
+    return refuse_value(c, "temperature", value, "a number in [0, 100]");
   }
   r->temperature = json_number_value(value);
   return STATUS_OK;

@@ -22,6 +22,7 @@
  * fills the 131,072-token context is well under 1 MiB). */
 #define BATCH_FILE_MAX_BYTES ((size_t)1 << 30)
 #define BATCH_LINE_MAX_BYTES ((size_t)16 << 20)
+#define BATCH_MAX_TEMPERATURE 100.0 /* as --temperature */
 
 typedef struct {
   char *prompt;            /* UTF-8 text (valid, non-empty, no NUL), or NULL when "tokens" was given */
@@ -38,7 +39,7 @@ typedef struct {
 typedef struct { BatchRequest *requests; int64_t count; } BatchFile;
 
 /* Reads a JSON Lines file: one object per non-blank line, {"prompt": "text"} or {"tokens": [1,2,3]}
- * (exactly one of the two), optional "max_tokens" (integer >= 1), "temperature" (number >= 0),
+ * (exactly one of the two), optional "max_tokens" (integer >= 1), "temperature" (number in [0, 100]),
  * "top_p" (number in (0, 1]), "seed" (integer in [0, 2^63-1]: Jansson's integers are signed 64-bit,
  * so a larger one is refused as not valid JSON), "raw" (boolean). Integers and reals are told apart:
  * "max_tokens": 2.5 (or 2.0) is refused, "temperature": 1 is 1.0. Blank lines (spaces, tabs) are

@@ -183,7 +183,7 @@ Status config_parse_json(const char *text, size_t length, const char *origin, Gp
 Status config_load_json(const char *path, GptOssConfig *out) {
   char *text = NULL;
   size_t length = 0;
-  Status st = io_read_text_file(path, 1 << 20, &text, &length);
+  Status st = io_read_text_file(path, CONFIG_JSON_MAX_BYTES, &text, &length);
   if (st != STATUS_OK) return st;
   st = config_parse_json(text, length, path, out);
   free(text);

@@ -6,6 +6,9 @@
 
 #include "model/config.h"
 
+/* A config.json larger than this is not one (the released ones are under 2 KB). */
+#define CONFIG_JSON_MAX_BYTES ((size_t)1 << 20)
+
 /* `origin` names the text in messages (a path, or "manifest of MODEL"). Validates the result. */
 Status config_parse_json(const char *text, size_t length, const char *origin, GptOssConfig *out);
 Status config_load_json(const char *path, GptOssConfig *out);

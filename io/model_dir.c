@@ -16,6 +16,7 @@
 
 #include "io/checksum.h"
 #include "io/config_json.h"
+#include "io/tokenizer.h"
 
 struct ModelFile {
   hid_t file;
@@ -189,12 +190,21 @@ Status modeldir_write_manifest(const char *dir, const char *config_json, int64_t
 
 /* ---------- reading ---------- */
 
-static Status read_u8_dataset(hid_t file, const char *name, const char *path, char **out, size_t *num_bytes_out) {
+/* Reads a byte dataset of at most max_bytes. The bound comes first: a damaged or hostile manifest
+ * can declare a dataset of any size without storing it, and reading it would fill that much
+ * memory with its fill value. */
+static Status read_u8_dataset(hid_t file, const char *name, const char *path, size_t max_bytes, char **out,
+                              size_t *num_bytes_out) {
   hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
   if (dset < 0) return status_error(STATUS_BAD_FORMAT, "%s: missing dataset %s", path, name);
   hid_t space = H5Dget_space(dset);
   hssize_t n = H5Sget_simple_extent_npoints(space);
   H5Sclose(space);
+  if (n > (hssize_t)max_bytes) {
+    H5Dclose(dset);
+    return status_error(STATUS_BAD_FORMAT, "%s: dataset %s holds %lld bytes, more than the %zu it may (damaged? re-run gptoss convert)",
+                        path, name, (long long)n, max_bytes);
+  }
   char *buf = n >= 0 ? calloc((size_t)n + 1, 1) : NULL;
   if (!buf || H5Dread(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     free(buf);
@@ -258,7 +268,7 @@ Status modeldir_read_manifest(const char *dir, Manifest *m) {
   m->format_version = (int64_t)version;
   m->num_shards = (int64_t)num_shards;
   char *config_text = NULL;
-  if (st == STATUS_OK) st = read_u8_dataset(file, "config_json", path, &config_text, NULL);
+  if (st == STATUS_OK) st = read_u8_dataset(file, "config_json", path, CONFIG_JSON_MAX_BYTES, &config_text, NULL);
   if (st == STATUS_OK) st = config_parse_json(config_text, strlen(config_text), path, &m->config);
   free(config_text);
   if (st == STATUS_OK && config_num_shards(&m->config) != m->num_shards) {
@@ -281,7 +291,7 @@ Status modeldir_read_tokenizer(const char *dir, char **data_out, size_t *num_byt
   snprintf(path, sizeof path, "%s/manifest.h5", dir);
   hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) return status_error(STATUS_BAD_FORMAT, "%s is not a readable HDF5 file (damaged? re-run gptoss convert)", path);
-  Status st = read_u8_dataset(file, "tokenizer", path, data_out, num_bytes_out);
+  Status st = read_u8_dataset(file, "tokenizer", path, TOKENIZER_FILE_MAX_BYTES, data_out, num_bytes_out);
   H5Fclose(file);
   return st;
 }
@@ -307,7 +317,8 @@ static Status locate_tensor(hid_t file, const char *path, const TensorSpec *spec
   const haddr_t offset = spec->num_bytes > 0 ? H5Dget_offset(dset) : 0;
   if (!shape_ok || H5Tget_size(type) != dtype_bytes(spec->dtype)) {
     st = status_error(STATUS_MISMATCH, "%s: dataset %s does not have the shape and dtype the config implies", path, spec->name);
-  } else if (offset == HADDR_UNDEF || offset % MODEL_TENSOR_ALIGNMENT != 0 || offset + spec->num_bytes > map_bytes) {
+  } else if (offset == HADDR_UNDEF || offset % MODEL_TENSOR_ALIGNMENT != 0 || offset > map_bytes ||
+             spec->num_bytes > map_bytes - offset) { /* not offset + num_bytes: a hostile offset wraps it */
     st = status_error(STATUS_BAD_FORMAT,
                       "%s: dataset %s is not stored contiguously at an aligned offset inside the file "
                       "(damaged, or written by another tool); re-run gptoss convert",

@@ -101,7 +101,9 @@ static int compare_by_offset(const void *a, const void *b) {
   return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Two tensors sharing bytes means the header lies; reading either would give garbage. */
+/* Two tensors sharing bytes means the header lies; reading either would give garbage. Each
+ * tensor is checked against the furthest end of all before it in its file, not only against its
+ * neighbour: an empty tensor between two overlapping ones must not hide the overlap. */
 static Status check_no_overlap(Checkpoint *ckpt) {
   if (ckpt->num_tensors < 2) return STATUS_OK; /* also: memcpy from a NULL table is undefined */
   StTensor *sorted = malloc((size_t)ckpt->num_tensors * sizeof *sorted + 1);
@@ -109,12 +111,18 @@ static Status check_no_overlap(Checkpoint *ckpt) {
   memcpy(sorted, ckpt->tensors, (size_t)ckpt->num_tensors * sizeof *sorted);
   qsort(sorted, (size_t)ckpt->num_tensors, sizeof *sorted, compare_by_offset);
   Status st = STATUS_OK;
+  const StTensor *furthest = &sorted[0]; /* of the tensors before cur in its file, the one ending last */
   for (int64_t i = 1; i < ckpt->num_tensors && st == STATUS_OK; i++) {
-    const StTensor *prev = &sorted[i - 1], *cur = &sorted[i];
-    if (prev->file == cur->file && prev->offset + prev->num_bytes > cur->offset && cur->num_bytes > 0) {
-      st = status_error(STATUS_BAD_FORMAT, "%s: tensors %s and %s overlap in the file (corrupt header)",
-                        ckpt->files[cur->file].path, prev->name, cur->name);
+    const StTensor *cur = &sorted[i];
+    if (furthest->file != cur->file) {
+      furthest = cur;
+      continue;
     }
+    if (furthest->offset + furthest->num_bytes > cur->offset && cur->num_bytes > 0) {
+      st = status_error(STATUS_BAD_FORMAT, "%s: tensors %s and %s overlap in the file (corrupt header)",
+                        ckpt->files[cur->file].path, furthest->name, cur->name);
+    }
+    if (cur->offset + cur->num_bytes > furthest->offset + furthest->num_bytes) furthest = cur;
   }
   free(sorted);
   return st;
@@ -178,15 +186,38 @@ static Status load_header(Checkpoint *ckpt, int file) {
     StTensor *t = &ckpt->tensors[ckpt->num_tensors];
     st = parse_tensor_entry(f->path, name, entry, data_start, f->size - data_start, t);
     if (st != STATUS_OK) break;
-    if (checkpoint_find(ckpt, name)) {
-      st = status_error(STATUS_BAD_FORMAT, "%s: tensor %s appears in more than one file", f->path, name);
-      break;
-    }
     t->file = file;
     ckpt->num_tensors++;
   }
   json_decref(root);
   return st;
+}
+
+static int compare_by_name(const void *a, const void *b) {
+  return strcmp(((const StTensor *)a)->name, ((const StTensor *)b)->name);
+}
+
+/* Sorts the table by name, for checkpoint_find's binary search, and refuses a name that two
+ * files hold (Jansson already refused one a header holds twice). A header of 100 MB holds over a
+ * million entries: a linear search per entry would take hours, so nothing here is quadratic. */
+static Status index_by_name(Checkpoint *ckpt) {
+  if (ckpt->num_tensors < 2) return STATUS_OK; /* also: qsort of a NULL table */
+  qsort(ckpt->tensors, (size_t)ckpt->num_tensors, sizeof *ckpt->tensors, compare_by_name);
+  for (int64_t i = 1; i < ckpt->num_tensors; i++) {
+    const StTensor *prev = &ckpt->tensors[i - 1], *cur = &ckpt->tensors[i];
+    if (!strcmp(prev->name, cur->name)) {
+      return status_error(STATUS_BAD_FORMAT, "%s: tensor %s appears in more than one file (also in %s)",
+                          ckpt->files[cur->file].path, cur->name, ckpt->files[prev->file].path);
+    }
+  }
+  return STATUS_OK;
+}
+
+static int find_file(const Checkpoint *ckpt, const char *path) {
+  for (int i = 0; i < ckpt->num_files; i++) {
+    if (!strcmp(ckpt->files[i].path, path)) return i;
+  }
+  return -1;
 }
 
 /* The index maps tensor -> file; trust it, not the file names ("of" is the last index). */
@@ -202,6 +233,8 @@ static Status open_indexed(Checkpoint *ckpt, const char *dir, const char *index_
   if (!json_is_object(map)) st = status_error(STATUS_BAD_FORMAT, "%s: missing the \"weight_map\" object", index_path);
   const char *name;
   json_t *file;
+  char path[4096];
+  /* First every file the index names, then (the table sorted) every entry against its file. */
   json_object_foreach(map, name, file) {
     if (st != STATUS_OK) break;
     const char *file_name = json_string_value(file);
@@ -209,24 +242,25 @@ static Status open_indexed(Checkpoint *ckpt, const char *dir, const char *index_
       st = status_error(STATUS_BAD_FORMAT, "%s: weight_map[%s] must be a file name in the same directory", index_path, name);
       break;
     }
-    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file_name);
-    int known = -1;
-    for (int i = 0; i < ckpt->num_files; i++) {
-      if (!strcmp(ckpt->files[i].path, path)) known = i;
-    }
+    int known = find_file(ckpt, path);
     if (known < 0) {
       st = add_file(ckpt, path, &known);
       if (st == STATUS_OK) st = load_header(ckpt, known);
     }
+  }
+  if (st == STATUS_OK) st = index_by_name(ckpt);
+  json_object_foreach(map, name, file) {
     if (st != STATUS_OK) break;
+    snprintf(path, sizeof path, "%s/%s", dir, json_string_value(file));
     const StTensor *t = checkpoint_find(ckpt, name);
-    if (!t || t->file != known) {
+    if (!t || t->file != find_file(ckpt, path)) {
       st = status_error(STATUS_BAD_FORMAT, "%s lists tensor %s in %s, but that file's header does not hold it",
                         index_path, name, path);
     }
   }
-  /* A tensor a file holds but the index does not list is not part of the model. */
+  /* A tensor a file holds but the index does not list is not part of the model (the order, by
+   * name, stays). */
   int64_t kept = 0;
   for (int64_t i = 0; st == STATUS_OK && i < ckpt->num_tensors; i++) {
     if (json_object_get(map, ckpt->tensors[i].name)) ckpt->tensors[kept++] = ckpt->tensors[i];
@@ -248,6 +282,7 @@ Status checkpoint_open(const char *dir, Checkpoint *out) {
     int file = 0;
     st = add_file(out, single_path, &file);
     if (st == STATUS_OK) st = load_header(out, file);
+    if (st == STATUS_OK) st = index_by_name(out);
   } else {
     st = status_error(STATUS_IO_ERROR,
                       "%s holds neither model.safetensors nor model.safetensors.index.json: "
@@ -269,10 +304,11 @@ void checkpoint_close(Checkpoint *ckpt) {
 }
 
 const StTensor *checkpoint_find(const Checkpoint *ckpt, const char *name) {
-  for (int64_t i = 0; i < ckpt->num_tensors; i++) {
-    if (!strcmp(ckpt->tensors[i].name, name)) return &ckpt->tensors[i];
-  }
-  return NULL;
+  if (ckpt->num_tensors == 0) return NULL; /* bsearch of a NULL table */
+  StTensor key;
+  if (strlen(name) >= sizeof key.name) return NULL; /* no tensor has so long a name */
+  snprintf(key.name, sizeof key.name, "%s", name);
+  return bsearch(&key, ckpt->tensors, (size_t)ckpt->num_tensors, sizeof *ckpt->tensors, compare_by_name);
 }
 
 Status checkpoint_read(const Checkpoint *ckpt, const StTensor *tensor, uint64_t offset, void *dst, size_t num_bytes) {

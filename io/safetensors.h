@@ -30,7 +30,7 @@ typedef struct {
 typedef struct {
   StFile *files;
   int num_files;
-  StTensor *tensors;
+  StTensor *tensors;      /* sorted by name */
   int64_t num_tensors;
 } Checkpoint;
 

@@ -15,7 +15,6 @@
 
 #define NUM_SPECIALS (TOKENIZER_VOCAB_SIZE - TOKENIZER_NUM_RANKS)
 #define SPECIAL_NAME_BYTES 32 /* the longest, "<|reserved_201087|>", has 19 bytes */
-#define MAX_VOCAB_FILE_BYTES (64u << 20)
 #define NO_RANK UINT32_MAX
 /* Pieces up to this long merge with tiktoken's quadratic loop (fastest for the usual few
  * bytes); longer ones with a heap, so a megabyte-long "word" stays O(n log n). */
@@ -258,6 +257,10 @@ static Status compile_regex(Tokenizer *tok) {
 
 Status tokenizer_load_from_memory(Tokenizer **out, const void *data, size_t num_bytes, const char *origin) {
   *out = NULL;
+  if (num_bytes > TOKENIZER_FILE_MAX_BYTES) {
+    return status_error(STATUS_BAD_FORMAT, "%s is %zu bytes; o200k_base.tiktoken is under %zu (wrong file?)", origin,
+                        num_bytes, TOKENIZER_FILE_MAX_BYTES);
+  }
   Status status = STATUS_OK;
   Tokenizer *tok = calloc(1, sizeof *tok);
   size_t num_slots = 1;
@@ -290,7 +293,7 @@ Status tokenizer_load(Tokenizer **out, const char *tiktoken_path) {
   *out = NULL;
   char *data = NULL;
   size_t num_bytes = 0;
-  Status status = io_read_text_file(tiktoken_path, MAX_VOCAB_FILE_BYTES, &data, &num_bytes);
+  Status status = io_read_text_file(tiktoken_path, TOKENIZER_FILE_MAX_BYTES, &data, &num_bytes);
   if (status == STATUS_OK) status = tokenizer_load_from_memory(out, data, num_bytes, tiktoken_path);
   free(data);
   return status;

@@ -23,6 +23,9 @@
 
 #define TOKENIZER_NUM_RANKS 199998 /* ordinary tokens, ids 0..199997 */
 #define TOKENIZER_VOCAB_SIZE 201088
+/* A rank file larger than this is not o200k_base.tiktoken (3.6 MB); the bound also keeps every
+ * token's offset within 32 bits. */
+#define TOKENIZER_FILE_MAX_BYTES ((size_t)64 << 20)
 
 enum {
   TOKEN_STARTOFTEXT = 199998,

@@ -3,10 +3,36 @@
 
 #include <inttypes.h>
 
-static Status require_positive(const char *key, int64_t value) {
-  if (value > 0) return STATUS_OK;
-  return status_error(STATUS_INVALID_ARGUMENT, "config.json: \"%s\" must be positive, got %" PRId64,
-                      key, value);
+static Status require_size(const char *key, int64_t value) {
+  if (value > 0 && value <= GPTOSS_MAX_SIZE) return STATUS_OK;
+  return status_error(STATUS_INVALID_ARGUMENT, "config.json: \"%s\" must be in [1, %" PRId64 "], got %" PRId64,
+                      key, GPTOSS_MAX_SIZE, value);
+}
+
+/* a * b * c, or GPTOSS_MAX_TENSOR_ELEMENTS + 1 if it is larger (each factor is in [1, 2^24]). */
+static int64_t bounded_product(int64_t a, int64_t b, int64_t c) {
+  const int64_t ab = a * b; /* < 2^48 */
+  return ab > GPTOSS_MAX_TENSOR_ELEMENTS / c ? GPTOSS_MAX_TENSOR_ELEMENTS + 1 : ab * c;
+}
+
+/* The largest tensors of a layer and the vocabulary ones, so that every shape, byte count and
+ * per-token byte sum computed from the config stays far from overflow. */
+static Status require_tensor_sizes(const GptOssConfig *c) {
+  const struct { const char *tensor; int64_t elements; } tensors[] = {
+      {"q_proj/o_proj (num_attention_heads x head_dim x hidden_size)",
+       bounded_product(c->num_attention_heads, c->head_dim, c->hidden_size)},
+      {"the experts (num_local_experts x 2 intermediate_size x hidden_size)",
+       bounded_product(c->num_local_experts, 2 * c->intermediate_size, c->hidden_size)},
+      {"embed_tokens/lm_head (vocab_size x hidden_size)", bounded_product(c->vocab_size, c->hidden_size, 1)},
+  };
+  for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
+    if (tensors[i].elements > GPTOSS_MAX_TENSOR_ELEMENTS) {
+      return status_error(STATUS_INVALID_ARGUMENT,
+                          "config.json: the sizes give %s more than %" PRId64 " elements; is this config.json corrupt?",
+                          tensors[i].tensor, GPTOSS_MAX_TENSOR_ELEMENTS);
+    }
+  }
+  return STATUS_OK;
 }
 
 Status config_validate(const GptOssConfig *c) {
@@ -24,9 +50,11 @@ Status config_validate(const GptOssConfig *c) {
       {"max_position_embeddings", c->max_position_embeddings},
   };
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-    Status s = require_positive(sizes[i].key, sizes[i].value);
+    Status s = require_size(sizes[i].key, sizes[i].value);
     if (s != STATUS_OK) return s;
   }
+  Status tensors_ok = require_tensor_sizes(c);
+  if (tensors_ok != STATUS_OK) return tensors_ok;
   if (c->num_attention_heads % c->num_key_value_heads != 0) {
     return status_error(STATUS_UNSUPPORTED,
                         "config.json: num_attention_heads (%" PRId64

@@ -9,6 +9,11 @@
 #include "model/status.h"
 
 #define GPTOSS_MAX_LAYERS 1024
+/* Bounds no real checkpoint comes near (gpt-oss-120b: sizes up to 201,088, tensors up to 2.1e9
+ * elements) that keep every size derived from a config, products and sums included, inside
+ * int64_t: a config.json is untrusted input until validated. */
+#define GPTOSS_MAX_SIZE (INT64_C(1) << 24)
+#define GPTOSS_MAX_TENSOR_ELEMENTS (INT64_C(1) << 40)
 #define GPTOSS_MAX_EOS 8
 #define MXFP4_BLOCK_ELEMS 32
 #define MXFP4_BLOCK_BYTES 16

@@ -507,6 +507,89 @@ JSON
     echo data >"$scratch/file"
     expect_failure "not a directory" 1 2 score --model "$scratch/file" --tokens 1
     ;;
+  prompt_not_utf8)
+    # Bytes that are not UTF-8 (here Latin-1 "café" and a stray 0xff), refused with the offset of
+    # the first bad byte, once, non-zero, on every way text comes in.
+    expect_failure "text is not valid UTF-8: bad byte 0xe9 at offset 3 of 4" 1 2 \
+      generate --model "$SMALL_MODEL" --prompt $'caf\xe9' --max-tokens 2 --quiet
+    expect_failure "text is not valid UTF-8: bad byte 0xff at offset 2 of 3" 1 2 \
+      generate --model "$SMALL_MODEL" --prompt $'ab\xff' --raw --max-tokens 2 --quiet
+    status=0
+    out=$(printf 'hi\xff\n' | run 2 chat --model "$SMALL_MODEL" --max-tokens 2 --ids --quiet 2>&1) || status=$?
+    echo "$out"
+    [[ $status -ne 0 && $status -ne 124 ]] || die "chat: exit status $status for a line that is not UTF-8"
+    [[ $(grep -c "text is not valid UTF-8: bad byte 0xff at offset 2 of 3" <<<"$out") -eq 1 ]] || die "chat: no message"
+    status=0
+    out=$("$GPTOSS" tokenize --vocab "$VOCAB" --text $'ab\xffc' 2>&1) || status=$?
+    [[ $status -eq 1 ]] && grep -q "bad byte 0xff at offset 2 of 4" <<<"$out" || die "tokenize: status $status: $out"
+    ;;
+  model_is_not_converted)
+    # A Hugging Face checkpoint (or an empty directory) given to --model: told to convert it.
+    expect_failure "checkpoint/manifest.h5: No such file or directory (not a converted model, or its conversion did not finish; run gptoss convert)" 1 2 \
+      score --model "$TEST_DATA/tiny20/checkpoint" --tokens 1
+    mkdir "$scratch/empty"
+    expect_failure "empty/manifest.h5: No such file or directory" 1 1 generate --model "$scratch/empty" --tokens 1
+    ;;
+  convert_config_absurd)
+    # Sizes whose products overflow: refused naming the key, nothing written.
+    cp -r "$TEST_DATA/tiny20/checkpoint" "$scratch/ckpt" && chmod -R u+w "$scratch/ckpt"
+    sed 's/"hidden_size": 64/"hidden_size": 4611686018427387904/' "$TEST_DATA/tiny20/checkpoint/config.json" \
+      >"$scratch/ckpt/config.json"
+    expect_failure '"hidden_size" must be in \[1, 16777216\], got 4611686018427387904' 1 1 \
+      convert --checkpoint "$scratch/ckpt" --out "$scratch/model"
+    [[ ! -e "$scratch/model" ]] || die "a refused conversion left $scratch/model"
+    ;;
+  batch_absurd_values)
+    # max_tokens at 2^63-1 ends at the full context, not in a hang or an overflow.
+    printf '{"tokens": [1, 2], "max_tokens": 9223372036854775807, "temperature": 0}\n' >"$scratch/in.jsonl"
+    out=$(run 2 generate --model "$GOLDEN_MODEL" --batch "$scratch/in.jsonl" --context 12 --quiet)
+    echo "$out"
+    grep -q '^{"index": 0, "tokens": \[[0-9, ]*\], "text": "", "finish_reason": "context"}$' <<<"$out" ||
+      die "max_tokens 2^63-1 did not end at the context"
+    # A line that is not an object, a temperature no float holds: the file is refused, status 2.
+    for line in '[1, 2]' '{"tokens": [1], "temperature": 1e300}'; do
+      printf '{"tokens": [1]}\n%s\n' "$line" >"$scratch/bad.jsonl"
+      status=0
+      err=$(run 1 generate --model "$GOLDEN_MODEL" --batch "$scratch/bad.jsonl" --quiet 2>&1 >"$scratch/out") || status=$?
+      echo "$err"
+      [[ $status -eq 2 ]] || die "'$line': exit status $status, expected 2"
+      grep -Eq 'bad.jsonl:2: (\[1,2\] is not a JSON object|"temperature" = 1e300 is not a number in \[0, 100\])' <<<"$err" ||
+        die "'$line': the message does not name line 2"
+      [[ ! -s "$scratch/out" ]] || die "something was generated for '$line'"
+    done
+    ;;
+  manifest_lies)
+    # A manifest whose shard count disagrees with its own config.json, or is 0: refused at start-up.
+    copy_model
+    "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" num_shards 4
+    expect_failure "manifest.h5: num_shards 4 does not match num_key_value_heads 8" 1 2 score --model "$scratch/model" --tokens 1
+    "$FIXTURE" set-u64-attr "$scratch/model/manifest.h5" num_shards 0
+    expect_failure "manifest.h5: missing num_shards" 1 1 score --model "$scratch/model" --tokens 1
+    # A config_json or tokenizer dataset declared at 2 GiB but storing nothing (the file stays
+    # small): refused by its size, not read into 2 GiB of fill bytes.
+    rm -rf "$scratch/model" && copy_model
+    "$FIXTURE" declare-u8 "$scratch/model/manifest.h5" config_json 2147483648
+    [[ $(stat -c %s "$scratch/model/manifest.h5") -lt 10000000 ]] || die "the fixture stored the dataset"
+    expect_failure "manifest.h5: dataset config_json holds 2147483648 bytes, more than the 1048576 it may" 1 2 \
+      score --model "$scratch/model" --tokens 1
+    cp -r "$SMALL_MODEL" "$scratch/small" && chmod -R u+w "$scratch/small"
+    "$FIXTURE" declare-u8 "$scratch/small/manifest.h5" tokenizer 2147483648
+    expect_failure "manifest.h5: dataset tokenizer holds 2147483648 bytes, more than the 67108864 it may" 1 2 \
+      generate --model "$scratch/small" --prompt hi --max-tokens 1
+    ;;
+  option_conflicts)
+    # Options that cannot go together, or a required one left out: status 2, before loading.
+    m=(--model "$GOLDEN_MODEL")
+    printf '{"tokens": [1]}\n' >"$scratch/in.jsonl"
+    expect_refusal "--batch takes its prompts from the file; drop --prompt / --tokens" 2 \
+      generate "${m[@]}" --tokens 1 --batch "$scratch/in.jsonl"
+    expect_refusal "give exactly one of --tokens IDS or --prompt TEXT" 2 generate "${m[@]}"
+    expect_refusal "give exactly one of --tokens IDS or --prompt TEXT" 2 score "${m[@]}" --tokens 1 --prompt hi
+    expect_refusal "gptoss score: --model is required" 2 score --tokens 1
+    expect_refusal "--parallel 0 is outside the allowed range \[1, 1000000\]" 2 generate "${m[@]}" --batch "$scratch/in.jsonl" --parallel 0
+    expect_refusal "gptoss tokenize: give exactly one of --text, --file and --decode" 1 tokenize --text a --decode 1
+    expect_refusal "--max-tokens needs a value" 2 generate "${m[@]}" --tokens 1 --max-tokens
+    ;;
   *)
     die "unknown case $case_name"
     ;;

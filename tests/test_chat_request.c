@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,45 @@ static void test_bad_fields_are_refused_by_name(void **state) {
 #undef MSG
 }
 
+/* Bodies no client library sends: bytes that are not UTF-8, a NUL, nesting past Jansson's depth
+ * limit, items of the wrong kind, values outside their range. Each is a 400, never a crash. */
+static void test_hostile_bodies_are_refused(void **state) {
+  (void)state;
+  assert_refused("{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}", NULL, "not valid JSON");
+  static const char with_nul[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"}]}";
+  ChatRequest request;
+  ApiError error;
+  assert_false(chat_request_parse(with_nul, sizeof with_nul - 1, &request, &error));
+  assert_int_equal(error.http_status, 400);
+  assert_non_null(strstr(error.message, "not valid JSON"));
+  assert_null(request.json);
+  assert_refused("{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", NULL, "not valid JSON");
+  enum { DEPTH = 5000 };
+  char *deep = malloc(2 * DEPTH + 64);
+  assert_non_null(deep);
+  size_t n = (size_t)sprintf(deep, "{\"messages\":");
+  for (int i = 0; i < DEPTH; i++) deep[n++] = '[';
+  for (int i = 0; i < DEPTH; i++) deep[n++] = ']';
+  deep[n++] = '}';
+  deep[n] = '\0';
+  assert_refused(deep, NULL, "not valid JSON");
+  free(deep);
+#define MSG "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
+  assert_refused("{\"messages\":[5]}", "messages", "messages[0] must be an object with a string role");
+  assert_refused("{\"messages\":[{\"role\":7,\"content\":\"Hi\"}]}", "messages", "string role");
+  assert_refused("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[5]}]}", "messages",
+                 "messages[0].tool_calls[0] needs function.name and function.arguments strings");
+  assert_refused("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":{\"id\":\"x\"}}]}", "messages",
+                 "tool_calls must be an array");
+  assert_refused(MSG "\"temperature\":-0.1}", "temperature", "'temperature' must be a number in [0, 2]");
+  assert_refused(MSG "\"top_p\":1.5}", "top_p", "'top_p' must be a number in (0, 1]");
+  assert_refused(MSG "\"max_tokens\":-3}", "max_tokens", "'max_tokens' must be an integer >= 1");
+  assert_refused(MSG "\"max_tokens\":1e3}", "max_tokens", "'max_tokens' must be an integer >= 1");
+  assert_refused(MSG "\"seed\":99999999999999999999}", NULL, "not valid JSON");
+  assert_refused(MSG "\"stop\":7}", "stop", "'stop' must be a string or an array of up to 4 non-empty strings");
+#undef MSG
+}
+
 static void test_error_json_is_the_openai_shape(void **state) {
   ApiError error;
   api_error_set(&error, 400, "n", "unsupported_parameter", "'n' must be %d", 1);
@@ -172,6 +212,7 @@ int main(void) {
       cmocka_unit_test(test_tool_call_and_its_result_are_read),
       cmocka_unit_test(test_bad_requests_are_refused_by_field),
       cmocka_unit_test(test_bad_fields_are_refused_by_name),
+      cmocka_unit_test(test_hostile_bodies_are_refused),
       cmocka_unit_test(test_error_json_is_the_openai_shape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

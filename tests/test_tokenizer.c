@@ -529,6 +529,16 @@ static void test_load_errors(void **state) {
   assert_null(tok);
   status_set_silent(0);
 
+  /* larger than any rank file (token offsets are 32-bit): refused before it is parsed */
+  char *huge = calloc(TOKENIZER_FILE_MAX_BYTES + 1, 1);
+  assert_non_null(huge);
+  status_set_silent(1);
+  assert_int_equal(tokenizer_load_from_memory(&tok, huge, TOKENIZER_FILE_MAX_BYTES + 1, "huge"), STATUS_BAD_FORMAT);
+  assert_non_null(strstr(status_last_error(), "huge is 67108865 bytes"));
+  assert_null(tok);
+  status_set_silent(0);
+  free(huge);
+
   /* CRLF line ends load the same vocabulary */
   char *crlf = malloc(num_real + 200000);
   assert_non_null(crlf);
