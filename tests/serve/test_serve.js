@@ -60,6 +60,11 @@ async function golden(track) {
   });
   const again = await Promise.all([complete(server, greedyBody), ...bodies.slice(1).map((b) => complete(server, b))]);
   check(JSON.stringify(again[0].choices[0].token_ids) === JSON.stringify(greedy), 'the reference prompt in a full batch');
+  // Text needs a vocabulary that holds o200k_harmony: the golden model's 512 ids do not.
+  const chat = await h.json(server, 'POST', '/v1/chat/completions', { body: { messages: [{ role: 'user', content: 'Hi' }] } });
+  check(h.checkError(chat, 400, 'chat to the golden model').code === 'unsupported_model', `chat: ${chat.body}`);
+  const text = await h.json(server, 'POST', '/v1/completions', { body: { prompt: 'Hi' } });
+  check(h.checkError(text, 400, 'a text prompt to the golden model').code === 'unsupported_model', `text: ${text.body}`);
   const m = await h.metrics(server);
   check(m.gptoss_requests_finished_total === 1 + 16 + 16 + 16, `finished ${m.gptoss_requests_finished_total}`);
   check((await h.stopServer(server)) === 0, 'the drained server did not exit 0');
