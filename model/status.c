@@ -6,8 +6,10 @@
 
 static int g_rank = -1;
 static int g_quiet = 0;
-static int g_silent = 0;
-static char g_last_error[2048];
+/* Per thread: gptoss serve's network thread and its driver thread each silence (and keep) their
+ * own messages, so one never mutes or overwrites the other's. */
+static _Thread_local int g_silent = 0;
+static _Thread_local char g_last_error[2048];
 
 const char *status_name(Status status) {
   switch (status) {

@@ -31,7 +31,8 @@ void status_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The rank prefixed to messages ("rank 3: "); -1 (the default) prints no prefix. */
 void status_set_rank(int rank);
 void status_set_quiet(int quiet);
-/* Keep messages instead of printing them (tests); the last one stays readable either way. */
+/* Keep messages instead of printing them (tests, expected failures); the last one stays readable
+ * either way. Both are per thread: the calling thread's messages only. */
 void status_set_silent(int silent);
 const char *status_last_error(void);
 
