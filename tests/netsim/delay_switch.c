@@ -8,9 +8,10 @@
  * and brings it up. Port i's address must be 10.77.0.X: a packet read from any port goes to the
  * port whose address holds its IPv4 destination (the caller passes the map as NETNS=X).
  *
- * Every port is one node's link to an ideal switch: a packet of B bytes from port s to port d
- * leaves s's uplink after queueing behind what s sent before plus B·8/RATE, crosses d's downlink
- * the same way, and is delivered DELAY_US later (one-way latency; a round trip is twice that).
+ * Every port is one node's link to an ideal cut-through switch: a packet of B bytes from port s
+ * to port d takes B·8/RATE on s's uplink after what s sent before, goes out on d's downlink as
+ * it comes in (queueing there only behind other senders' packets to d), and is delivered
+ * DELAY_US after its last byte (one-way latency; a round trip is twice that).
  * RATE_MBIT 0 = no serialization. The switch itself adds its own read/write time, some µs per
  * packet on a loaded machine: the benchmark measures with DELAY 0 / RATE 0 as the baseline.
  * Runs until killed. Not a test of gptoss: a tool of the benchmark script. */
@@ -101,8 +102,11 @@ static void take_packets(Port *s, int64_t delay_ns, double ns_per_byte) {
       continue;
     }
     const int64_t now = now_ns(), wire = (int64_t)(ns_per_byte * len);
+    /* Cut-through: the downlink starts sending as the uplink starts receiving, so an idle path
+     * costs one wire time, not two; two senders to one port queue on its downlink. */
     s->up_free_ns = (s->up_free_ns > now ? s->up_free_ns : now) + wire;
-    d->down_free_ns = (d->down_free_ns > s->up_free_ns ? d->down_free_ns : s->up_free_ns) + wire;
+    const int64_t down_start = s->up_free_ns - wire;
+    d->down_free_ns = (d->down_free_ns > down_start ? d->down_free_ns : down_start) + wire;
     Packet *p = &d->queue[(d->head + d->count++) % QUEUE_SLOTS];
     *p = (Packet){d->down_free_ns + delay_ns, len, buf};
   }
