@@ -11,20 +11,23 @@
 # size 2880, 8 KV heads, so each reduction is 2880 floats) but with LAYERS layers and small
 # experts, so the compute stays short. Printed per token: decode time, the allreduce wait and
 # sampling phases (averaged over ranks), the bytes each rank's reductions send (the engine's own
-# count), the extra time over the same node count with no added latency or shaping, and what the
-# model of BENCHMARKS.md ("Across nodes") predicts for that extra time. Then the wire bytes: the
-# IP bytes each node really sent per decoded token, from the TUN counters of two runs that differ
-# only in their decode length.
+# count), the IP bytes each node really sent per decoded token (from the TUN counters of two
+# runs that differ only in their decode length), the extra time over the same node count through
+# the switch with nothing added ("base"), and what the model of BENCHMARKS.md ("Across nodes")
+# predicts for that extra time. Then each term of the model alone: the slope of the time per
+# token over the latency (profiles with latency only) is the number of one-way latencies a token
+# waits for; over 8/rate (rate only), the bytes on a token's critical path.
 #
-# Environment: NODES ("2 4 8"), PROFILES ("name:one_way_us:mbit ..."; the first is the baseline
-# and should be 0:0), DECODE (32), LAYERS (4), REPEATS (2: the best of each is kept, the machine
-# is shared), OUT (a file for the table, default stdout only).
+# Environment: NODES ("2 4 8"); PROFILES, "name:one_way_us:mbit ..." (mbit 0 = unlimited; the
+# profile 0:0 is the baseline; one_way_us "bridge" = netsim_up's kernel bridge, for comparison);
+# DECODE (32); LAYERS (4); REPEATS (2: the best is kept, the machine is shared); OUT (a file for
+# the tables, besides stdout).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../.." && pwd -P)
 GPTOSS=$(realpath "${1:-${GPTOSS:-$ROOT/build/gptoss}}")
 NODES=${NODES:-2 4 8}
-PROFILES=${PROFILES:-base:0:0 10us/25G:10:25000 100us/10G:100:10000 1ms/1G:1000:1000}
+PROFILES=${PROFILES:-veth:bridge:0 base:0:0 10us/25G:10:25000 100us/10G:100:10000 1ms/1G:1000:1000 2ms:2000:0 5ms:5000:0 10ms:10000:0 100M:0:100 50M:0:50 25M:0:25}
 DECODE=${DECODE:-32}
 LAYERS=${LAYERS:-4}
 REPEATS=${REPEATS:-2}
@@ -85,7 +88,7 @@ results=$scratch/results
 for n in $NODES; do
   for profile in $PROFILES; do
     IFS=: read -r name delay_us mbit <<<"$profile"
-    netsim_up_switch "$n" "$delay_us" "$mbit"
+    if [[ $delay_us == bridge ]]; then netsim_up "$n"; else netsim_up_switch "$n" "$delay_us" "$mbit"; fi
     best=""
     for ((r = 0; r < REPEATS; r++)); do
       json=$(run_bench "$DECODE")
@@ -94,7 +97,7 @@ a, b = sys.argv[1], sys.argv[2]
 print(b if not a or json.loads(b)["decode_tokens_per_s"] > json.loads(a)["decode_tokens_per_s"] else a)' "$best" "$json")
     done
     wire=""
-    if [[ $profile == "${PROFILES%% *}" ]]; then
+    if [[ $delay_us == 0 && $mbit == 0 ]]; then
       t0=$(tx_total); run_bench "$DECODE" >/dev/null; t1=$(tx_total)
       run_bench "$((2 * DECODE))" >/dev/null; t2=$(tx_total)
       wire=$(( ((t2 - t1) - (t1 - t0)) / DECODE / n ))
@@ -106,24 +109,45 @@ done
 
 python3 - "$results" "$LAYERS" "$HIDDEN" <<'EOF' | tee "${OUT:-/dev/null}"
 import json, math, sys
-rows = [l.rstrip("\n").split("|", 5) for l in open(sys.argv[1])]
 L, H = int(sys.argv[2]), int(sys.argv[3])
-base = {}
-print(f"synthetic 20b-shaped model, {L} layers (H = {H}): {2 * L + 1} reductions + 1 command broadcast + 1 argmax per token")
-print("| nodes | link (one-way, per link) | decode ms/token | allreduce wait ms/token | sampling ms/token "
-      "| reduction bytes sent/token/rank | wire bytes sent/token/node | extra ms/token vs base | model ms/token |")
-print("|---|---|---|---|---|---|---|---|---|")
-for n, name, delay_us, mbit, wire, js in rows:
-    n, d = int(n), json.loads(js)
-    ms = 1e3 / d["decode_tokens_per_s"]
+rows = []
+for line in open(sys.argv[1]):
+    n, name, delay_us, mbit, wire, js = line.rstrip("\n").split("|", 5)
+    d = json.loads(js)
     tok = d["decode_tokens"]
-    wait = d["decode"]["allreduce_wait"][1] / tok * 1e3
-    samp = d["decode"]["sampling"][1] / tok * 1e3
-    sent = d["decode"]["max_bytes_sent_per_token"]
-    if n not in base: base[n] = ms
-    alpha = float(delay_us) * 1e-3                       # ms
-    beta = float(mbit) * 1e6 / 8 / 1e3 if float(mbit) > 0 else math.inf  # bytes per ms
-    rounds = math.ceil(math.log2(n))
-    model = (2 * L + 3) * rounds * alpha + (2 * L + 1) * (n - 1) * 4 * H / beta
-    print(f"| {n} | {name} | {ms:.1f} | {wait:.1f} | {samp:.2f} | {sent:.0f} | {wire or '-'} | {ms - base[n]:+.1f} | {model:.2f} |")
+    bridge = delay_us == "bridge"
+    rows.append(dict(n=int(n), name=name, bridge=bridge, alpha=0.0 if bridge else float(delay_us) / 1e3, mbit=float(mbit), wire=wire,
+                     ms=1e3 / d["decode_tokens_per_s"], wait=d["decode"]["allreduce_wait"][1] / tok * 1e3,
+                     sent=d["decode"]["max_bytes_sent_per_token"]))
+
+# The model (BENCHMARKS.md, "Across nodes"): per token, 2L+1 allgathers of H floats per rank
+# (recursive doubling below 32 ranks, one exchange at 2), the command broadcast and a MAXLOC
+# allreduce, each ceil(log2 N) latencies deep; each rank's link carries (2L+1)(N-1)·4H bytes.
+def rounds(n): return (2 * L + 3) * math.ceil(math.log2(n))
+def model_bytes(n): return (2 * L + 1) * (n - 1) * 4 * H
+def model_ms(n, alpha, mbit): return rounds(n) * alpha + (model_bytes(n) * 8 / (mbit * 1e3) if mbit > 0 else 0.0)
+
+print(f"synthetic 20b-shaped model, {L} layers (H = {H}): {2 * L + 1} reductions + 1 command broadcast + 1 argmax per token")
+print()
+print("| nodes | link (one-way latency, per-link rate) | decode ms/token | allreduce wait ms/token | reduction bytes sent/token/rank | wire bytes sent/token/node | extra ms/token vs base | model ms/token |")
+print("|---|---|---|---|---|---|---|---|")
+base = {r["n"]: r["ms"] for r in rows if not r["bridge"] and r["alpha"] == 0 and r["mbit"] == 0}
+for r in rows:
+    print(f"| {r['n']} | {r['name']} | {r['ms']:.1f} | {r['wait']:.1f} | {r['sent']:.0f} | {r['wire'] or '-'} "
+          f"| {r['ms'] - base.get(r['n'], r['ms']):+.1f} | {'-' if r['bridge'] else format(model_ms(r['n'], r['alpha'], r['mbit']), '.2f')} |")
+
+# Each term alone: the slope of ms/token over the latency (rate unlimited) is the number of
+# latencies a token waits for; over 8/rate (no added latency), the bytes a link carries per token.
+def slope(pts):
+    if len(pts) < 2: return None
+    mx = sum(x for x, _ in pts) / len(pts); my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / den if den > 0 else None
+print()
+print("| nodes | latencies per token: measured (slope) | model (2L+3)·⌈log2 N⌉ | link bytes per token: measured (slope) | model (2L+1)(N−1)·4H |")
+print("|---|---|---|---|---|")
+for n in sorted(base):
+    lat = slope([(r["alpha"], r["ms"]) for r in rows if r["n"] == n and r["alpha"] >= 1 and r["mbit"] == 0])
+    bw = slope([(8 / (r["mbit"] * 1e3), r["ms"]) for r in rows if r["n"] == n and r["alpha"] == 0 and 0 < r["mbit"] <= 100])
+    print(f"| {n} | {'-' if lat is None else f'{lat:.1f}'} | {rounds(n)} | {'-' if bw is None else f'{bw:.0f}'} | {model_bytes(n)} |")
 EOF
