@@ -99,7 +99,7 @@ netsim_up() {
 # netsim_up_switch N DELAY_US RATE_MBIT: netsim_up's nodes and head, linked by delay_switch
 # instead of a bridge (MTU NETSIM_MTU, default 9000: jumbo frames, as on a cluster network).
 netsim_up_switch() {
-  local n=$1 delay_us=$2 rate_mbit=$3 i ns ports=()
+  local n=$1 delay_us=$2 rate_mbit=$3 i ns addr ports=()
   NETSIM_N=$n
   export NETSIM_PREFIX=${NETSIM_PREFIX:-gns$(printf '%05x' $(((RANDOM << 8 ^ $$) & 0xfffff)))}
   export NETSIM_DIR
@@ -121,8 +121,12 @@ netsim_up_switch() {
   for ((i = 0; i < 100; i++)); do [[ -s $NETSIM_DIR/switch.ready ]] && break; sleep 0.05; done
   [[ -s $NETSIM_DIR/switch.ready ]] || { netsim_log "delay_switch did not start: $(cat "$NETSIM_DIR/switch.err")"; return 1; }
   for ((i = 0; i <= n; i++)); do
-    if ((i == 0)); then ns=$NETSIM_PREFIX-h; else ns=$(netsim_node_ns "$i"); fi
-    ip -n "$ns" addr add "$( ((i == 0)) && echo "$NETSIM_HEAD_ADDR" || netsim_node_addr "$i")/24" dev eth0
+    if ((i == 0)); then
+      ns=$NETSIM_PREFIX-h addr=$NETSIM_HEAD_ADDR
+    else
+      ns=$(netsim_node_ns "$i") addr=$(netsim_node_addr "$i")
+    fi
+    ip -n "$ns" addr add "$addr/24" dev eth0
     ip -n "$ns" link set lo up
     ip -n "$ns" link set eth0 mtu "${NETSIM_MTU:-9000}" up
   done
