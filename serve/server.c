@@ -172,10 +172,11 @@ static enum MHD_Result answer_metrics(Server *s, struct MHD_Connection *c) {
 
 /* ---- building a job from a request body ---- */
 
-static ServeJob *job_new(void) {
+static ServeJob *job_new(Server *s) {
   ServeJob *job = calloc(1, sizeof *job);
   if (job == NULL) return NULL;
   pthread_mutex_init(&job->lock, NULL);
+  job->server = s;
   job->fd = -1;
   job->sched_id = -1;
   return job;
@@ -341,9 +342,10 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max) {
   return n;
 }
 
-static Server *g_stream_server; /* read_stream's free callback has no server argument */
-
-static void free_stream(void *cls) { job_release(g_stream_server, cls); }
+static void free_stream(void *cls) {
+  ServeJob *job = cls;
+  job_release(job->server, job);
+}
 
 static enum MHD_Result start_stream(Server *s, struct MHD_Connection *c, ServeJob *job) {
   pthread_mutex_lock(&job->lock);
@@ -375,7 +377,7 @@ static enum MHD_Result answer_when_done(Server *s, struct MHD_Connection *c, Ser
 }
 
 static enum MHD_Result submit(Server *s, struct MHD_Connection *c, Request *req) {
-  ServeJob *job = job_new();
+  ServeJob *job = job_new(s);
   ApiError error = {0};
   bool ok = job != NULL || out_of_memory(&error);
   ok = ok && (req->route == ROUTE_CHAT ? build_chat(s, req, job, &error) : build_completion(s, req, job, &error));
@@ -525,9 +527,11 @@ ServeJob *server_take_jobs(Server *s, double wait_seconds) {
 
 void server_deliver(Server *s, ServeJob *job, const char *bytes, size_t n, bool done, bool failed) {
   pthread_mutex_lock(&job->lock);
-  if (!buffer_append(&job->out, bytes, n)) failed = done = true;
-  job->done |= done;
-  job->failed |= failed;
+  /* Out of memory for the bytes: the client's answer ends (a 500, or the stream stops); the
+   * driver still releases its hold only with its own `done`. */
+  const bool kept = buffer_append(&job->out, bytes, n);
+  job->done |= done || !kept;
+  job->failed |= failed || !kept;
   if (job->suspended && job->connection != NULL && (n > 0 || done)) {
     job->suspended = false;
     MHD_resume_connection(job->connection);
@@ -604,7 +608,6 @@ Status server_start(Server **out, const ServerOptions *o) {
   s->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->queued, NULL);
-  g_stream_server = s;
   s->daemon = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
                                MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -658,7 +661,6 @@ void server_stop(Server *s, double grace_seconds) {
     nanosleep(&(struct timespec){0, 10000000}, NULL);
   }
   MHD_stop_daemon(s->daemon);
-  g_stream_server = NULL;
   pthread_cond_destroy(&s->queued);
   pthread_mutex_destroy(&s->lock);
   free(s);

@@ -48,6 +48,8 @@ typedef struct {
   uint64_t seed;              /* requests without a seed draw one from this */
 } ServerModel;
 
+typedef struct Server Server;
+
 /* A request on its way through the driver. The network thread fills everything above `lock`
  * before queueing; the driver then owns `reply` and `sched_id`. The rest is shared, under lock. */
 typedef struct ServeJob {
@@ -62,6 +64,7 @@ typedef struct ServeJob {
   int64_t sched_id;
   bool stop_requested;        /* driver: a stop string ended the reply; cancel after the step */
   struct ServeJob *next;      /* the queue */
+  struct Server *server;
 
   pthread_mutex_t lock;
   int refs;                   /* the connection's and the driver's */
@@ -70,8 +73,6 @@ typedef struct ServeJob {
   void *connection;           /* struct MHD_Connection *, NULL once it closed */
   int fd;
 } ServeJob;
-
-typedef struct Server Server;
 
 /* Binds and starts answering (/health says 503 until server_set_ready). */
 Status server_start(Server **out, const ServerOptions *options);
