@@ -526,6 +526,11 @@ ServeJob *server_take_jobs(Server *s, double wait_seconds) {
 }
 
 void server_deliver(Server *s, ServeJob *job, const char *bytes, size_t n, bool done, bool failed) {
+  if (done) { /* before the client can see its answer and send the next request */
+    pthread_mutex_lock(&s->lock);
+    s->admitted--;
+    pthread_mutex_unlock(&s->lock);
+  }
   pthread_mutex_lock(&job->lock);
   /* Out of memory for the bytes: the client's answer ends (a 500, or the stream stops); the
    * driver still releases its hold only with its own `done`. */
@@ -537,11 +542,7 @@ void server_deliver(Server *s, ServeJob *job, const char *bytes, size_t n, bool 
     MHD_resume_connection(job->connection);
   }
   pthread_mutex_unlock(&job->lock);
-  if (!done) return;
-  pthread_mutex_lock(&s->lock);
-  s->admitted--;
-  pthread_mutex_unlock(&s->lock);
-  job_release(s, job);
+  if (done) job_release(s, job);
 }
 
 bool server_client_gone(ServeJob *job) {
