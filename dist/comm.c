@@ -9,6 +9,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 Status dist_init(int *argc, char ***argv, RankInfo *out) {
   int provided = 0;
@@ -51,6 +52,32 @@ Status dist_bcast(void *buf, size_t num_bytes, int root) {
     num_bytes -= (size_t)piece;
   }
   return STATUS_OK;
+}
+
+/* A receiver polls the broadcast: busily for the first SPIN_SECONDS (the gap between two decode
+ * steps is far shorter, so steps lose nothing), then asleep between polls, the naps growing to
+ * MAX_NAP_NS: an idle job costs a poll per millisecond instead of a spinning core per rank. */
+#define IDLE_SPIN_SECONDS 0.002
+#define IDLE_MAX_NAP_NS 1000000L
+
+Status dist_bcast_idle(void *buf, size_t num_bytes, int root) {
+  if (num_bytes > (size_t)INT_MAX) return status_error(STATUS_INVALID_ARGUMENT, "dist_bcast_idle of %zu bytes", num_bytes);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Request request;
+  if (MPI_Ibcast(buf, (int)num_bytes, MPI_BYTE, root, MPI_COMM_WORLD, &request) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Ibcast of %zu bytes failed", num_bytes);
+  }
+  int done = 0, rc = MPI_SUCCESS;
+  if (rank == root) rc = MPI_Wait(&request, MPI_STATUS_IGNORE), done = 1;
+  const double start = MPI_Wtime();
+  long nap = 10000L;
+  while (!done && (rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+    if (MPI_Wtime() - start < IDLE_SPIN_SECONDS) continue;
+    nanosleep(&(struct timespec){0, nap}, NULL);
+    nap = nap * 2 < IDLE_MAX_NAP_NS ? nap * 2 : IDLE_MAX_NAP_NS;
+  }
+  return rc == MPI_SUCCESS ? STATUS_OK : status_error(STATUS_REMOTE_ERROR, "MPI_Ibcast of %zu bytes failed", num_bytes);
 }
 
 double dist_time(void) { return MPI_Wtime(); }

@@ -26,6 +26,10 @@ void dist_abort(int exit_code);
 Status dist_agree(Status local);
 
 Status dist_bcast(void *buf, size_t num_bytes, int root);
+/* The same for a small message (< 2 GiB) the receivers may wait long for — the engine's next
+ * command, while rank 0 waits on a user or an idle server: they do not hold a core meanwhile.
+ * Every rank of one broadcast must call this one (a non-blocking broadcast underneath). */
+Status dist_bcast_idle(void *buf, size_t num_bytes, int root);
 
 /* A ShardReducer over MPI. Where this rank's shards form a node of the shard tree (always when
  * S is a power of two), each rank first adds its own shards in the tree's shape and the ranks

@@ -658,7 +658,7 @@ static Status broadcast_and_execute(Engine *e, const Command *cmd, const EngineS
     memcpy(e->command + sizeof *cmd, segments, segment_bytes);
     memcpy(e->command + sizeof *cmd + segment_bytes, tokens, token_bytes);
   }
-  Status st = dist_bcast(e->command, e->command_bytes, 0);
+  Status st = dist_bcast_idle(e->command, e->command_bytes, 0);
   if (st == STATUS_OK && !inline_payload && token_bytes > 0) st = dist_bcast((void *)tokens, token_bytes, 0);
   if (st == STATUS_OK) st = execute(e, cmd, segments, tokens, out);
   if (st != STATUS_OK) {
@@ -742,7 +742,7 @@ Status engine_stop(Engine *e, int exit_status) {
   if (e->rank.num_ranks == 1) return STATUS_OK;
   const Command cmd = {.op = OP_STOP, .exit_status = exit_status, .num_tokens = 0};
   memcpy(e->command, &cmd, sizeof cmd);
-  return dist_bcast(e->command, e->command_bytes, 0);
+  return dist_bcast_idle(e->command, e->command_bytes, 0);
 }
 
 /* ---------- every other rank ---------- */
@@ -751,7 +751,7 @@ int engine_serve(Engine *e) {
   int32_t *tokens = NULL;
   int64_t capacity = 0;
   for (;;) {
-    if (dist_bcast(e->command, e->command_bytes, 0) != STATUS_OK) break;
+    if (dist_bcast_idle(e->command, e->command_bytes, 0) != STATUS_OK) break;
     Command cmd;
     memcpy(&cmd, e->command, sizeof cmd);
     if (cmd.op == OP_STOP) {
