@@ -50,7 +50,7 @@ async function stopServer(server) {
 }
 
 // One HTTP request; resolves {status, headers, body (string)}.
-function request(server, method, path, { body, headers = {}, timeoutMs = 120000 } = {}) {
+function request(server, method, path, { body, headers = {}, timeoutMs = 300000 } = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const req = http.request(`${server.base}${path}`, {
