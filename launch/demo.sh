@@ -23,7 +23,7 @@ step() { printf '\n== %s\n' "$*"; }
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
           libhdf5-dev hdf5-tools libcmocka-dev libjansson-dev libpcre2-dev
           libmicrohttpd-dev  # gptoss serve's HTTP server
-          nodejs)            # the serve tests' HTTP clients (tests/serve)
+          nodejs curl)       # the serve tests' HTTP clients (tests/serve)
 if ((install)); then
   missing=()
   for p in "${packages[@]}"; do
