@@ -1,7 +1,7 @@
 #!/bin/bash
 # ctest serve_curl (label serve): the README's curl commands against `gptoss serve` on the small
 # model (2 ranks): a streamed chat (SSE chunks ending in [DONE]), a whole chat, a completion from
-# token ids, /health and /v1/models, a missing key's 401; then SIGUSR1 to mpirun drains it to 0.
+# token ids, /health and /v1/models, a missing key's 401; then SIGTERM to the ranks drains it to 0.
 # Environment: GPTOSS, SMALL_MODEL, MPIRUN (default mpirun).
 set -euo pipefail
 die() { echo "FAIL: serve_curl: $*" >&2; [[ -f ${err:-} ]] && cat "$err" >&2; exit 1; }
@@ -45,9 +45,11 @@ grep -q '"token_ids":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,[0-9]*\]' "$scratch/ids" || d
 code=$(curl -s -o "$scratch/401" -w '%{http_code}' "localhost:$port/v1/models")
 [[ $code == 401 ]] && grep -q '"code":"invalid_api_key"' "$scratch/401" || die "without the key: $code $(cat "$scratch/401")"
 
-kill -USR1 $server
+# SIGTERM to the ranks themselves (as Slurm's scancel or time limit sends it; the node tests send
+# SIGUSR1 to mpirun): rank 0 drains, the workers ignore it and wait for rank 0.
+pkill -TERM -P $server -f 'gptoss serve' || die "no rank processes under mpirun"
 status=0
 wait $server || status=$?
 [[ $status == 0 ]] || die "the drained server exited $status"
 grep -q 'serve: drained' "$err" || die "the server did not drain"
-echo "serve_curl: health, models, streamed and whole chat, ids, 401, drain to 0"
+echo "serve_curl: health, models, streamed and whole chat, ids, 401, SIGTERM drain to 0"

@@ -5,7 +5,8 @@
 //                beside sampled, different lengths) each return what they return alone
 //   api          the small model (full vocabulary): every route, chat and completions, streamed
 //                and not, stop strings, usage, the API key, the bad-request matrix (each a 4xx
-//                with an OpenAI error object, the server still serving), a full server's 503 with
+//                with an OpenAI error object, the server still serving), a stalled client cut off
+//                after --timeout, a full server's 503 with
 //                Retry-After, a client that disconnects frees its slot, /metrics, and the drain
 //   load         32 concurrent clients, 4 requests each (streamed and not): every answer whole
 //                and well-formed; prints requests/s and tokens/s
@@ -127,7 +128,8 @@ async function api(track) {
   const auth = { Authorization: 'Bearer sk-test-123' };
   const server = track(await h.startServer({
     np: NP, model: process.env.SMALL_MODEL,
-    args: ['--parallel', '1', '--queue', '1', '--context', '512', '--api-key-file', keyFile, '--max-body', '65536'] }));
+    args: ['--parallel', '1', '--queue', '1', '--context', '512', '--api-key-file', keyFile, '--max-body', '65536',
+           '--timeout', '3'] }));
   const health = await h.json(server, 'GET', '/health');
   check(health.status === 200 && health.json.status === 'ok', `health: ${health.body}`);
   const models = await h.json(server, 'GET', '/v1/models', { headers: auth });
@@ -167,6 +169,20 @@ async function api(track) {
         `stop "${stop}": "${cut.json.choices[0].text}" from "${full}"`);
 
   const refused = await badRequests(server, auth);
+
+  // A client that sends half a request and stalls is cut off after --timeout (3 s here).
+  const stalledAt = Date.now();
+  const closedAfter = await new Promise((resolve, reject) => {
+    const socket = require('node:net').connect(server.port, '127.0.0.1', () => {
+      socket.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-123\r\n' +
+                   'Content-Length: 100\r\n\r\n{"prompt"');
+    });
+    socket.on('data', () => {});
+    socket.on('close', () => resolve(Date.now() - stalledAt));
+    socket.on('error', () => {});
+    setTimeout(() => reject(new Error('a stalled client was not cut off in 20 s')), 20000);
+  });
+  check(closedAfter >= 2500, `a stalled client was cut off after ${closedAfter} ms, before --timeout`);
   const after = await h.json(server, 'POST', '/v1/completions', { body: { prompt: 'Still', max_tokens: 2 }, headers: auth });
   check(after.status === 200, 'the server stopped serving after bad requests');
 
@@ -209,7 +225,7 @@ async function api(track) {
   const last = await inflight;
   check(last.status === 200 && last.json.usage.completion_tokens === 60, `the request in flight at the drain: ${last.body}`);
   check(code === 0, `the drained server exited ${code}`);
-  console.log(`api ${NP}: routes, chat, stream, completions, stop, ${refused + 1} refusals, 503, disconnect, drain`);
+  console.log(`api ${NP}: routes, chat, stream, completions, stop, ${refused + 1} refusals, a stalled client cut off, 503, disconnect, drain`);
 }
 
 async function load(track) {
