@@ -319,21 +319,28 @@ bool api_parse_generation(void *root_json, ApiGeneration *out, ApiError *error) 
          parse_bool(root, "return_token_ids", &out->return_token_ids, error);
 }
 
-bool chat_request_parse(const char *body, size_t body_bytes, ChatRequest *out, ApiError *error) {
-  memset(out, 0, sizeof *out);
-  out->reasoning = HARMONY_REASONING_MEDIUM;
+void *api_parse_body(const char *body, size_t body_bytes, ApiError *error) {
   json_error_t json_error;
   json_t *root = json_loadb(body, body_bytes, JSON_REJECT_DUPLICATES, &json_error);
   if (root == NULL) {
     api_error_set(error, 400, NULL, NULL, "the body is not valid JSON: %s (at byte %d)", json_error.text,
                   json_error.position);
-    return false;
+  } else if (!json_is_object(root)) {
+    api_error_set(error, 400, NULL, NULL, "the body must be a JSON object");
+    json_decref(root);
+    root = NULL;
   }
+  return root;
+}
+
+bool chat_request_parse(const char *body, size_t body_bytes, ChatRequest *out, ApiError *error) {
+  memset(out, 0, sizeof *out);
+  out->reasoning = HARMONY_REASONING_MEDIUM;
+  json_t *root = api_parse_body(body, body_bytes, error);
+  if (root == NULL) return false;
   out->json = root;
-  bool ok = json_is_object(root);
-  if (!ok) api_error_set(error, 400, NULL, NULL, "the body must be a JSON object");
-  ok = ok && api_parse_generation(root, &out->gen, error) && parse_messages(root, out, error) &&
-       parse_reasoning(root, out, error) && parse_tools(root, out, error);
+  const bool ok = api_parse_generation(root, &out->gen, error) && parse_messages(root, out, error) &&
+                  parse_reasoning(root, out, error) && parse_tools(root, out, error);
   if (!ok) chat_request_free(out);
   return ok;
 }

@@ -44,6 +44,10 @@ typedef struct {
  * response_format, logit_bias, ...) are refused by name. */
 bool api_parse_generation(void *root, ApiGeneration *out, ApiError *error);
 
+/* The body as a JSON object (json_t *, the caller decrefs it), or NULL with a 400 in `error`:
+ * not JSON (with where), a key given twice, or not an object. */
+void *api_parse_body(const char *body, size_t body_bytes, ApiError *error);
+
 typedef struct {
   const char *id;
   const char *name;       /* the function's name (without "functions.") */

@@ -66,18 +66,11 @@ static bool refuse_unsupported(json_t *root, ApiError *error) {
 bool completion_request_parse(const char *body, size_t body_bytes, int64_t vocab_size, CompletionRequest *out,
                               ApiError *error) {
   memset(out, 0, sizeof *out);
-  json_error_t json_error;
-  json_t *root = json_loadb(body, body_bytes, JSON_REJECT_DUPLICATES, &json_error);
-  if (root == NULL) {
-    api_error_set(error, 400, NULL, NULL, "the body is not valid JSON: %s (at byte %d)", json_error.text,
-                  json_error.position);
-    return false;
-  }
+  json_t *root = api_parse_body(body, body_bytes, error);
+  if (root == NULL) return false;
   out->json = root;
-  bool ok = json_is_object(root);
-  if (!ok) api_error_set(error, 400, NULL, NULL, "the body must be a JSON object");
-  ok = ok && refuse_unsupported(root, error) && api_parse_generation(root, &out->gen, error) &&
-       parse_prompt(root, vocab_size, out, error);
+  const bool ok = refuse_unsupported(root, error) && api_parse_generation(root, &out->gen, error) &&
+                  parse_prompt(root, vocab_size, out, error);
   if (ok && out->gen.max_tokens == 0) out->gen.max_tokens = COMPLETION_DEFAULT_MAX_TOKENS;
   if (!ok) completion_request_free(out);
   return ok;
