@@ -55,11 +55,14 @@ static Status read_key_file(const char *path, char *out, size_t out_bytes) {
 
 static Status prepare(RunOptions *o) {
   ServeSettings *g = &g_settings;
+  if (strcmp(g->host, "localhost") == 0) g->host = "127.0.0.1";
+  Status st = server_check_host(g->host);
+  if (st != STATUS_OK) return st;
   if (g->api_key && g->api_key_file) {
     return status_error(STATUS_INVALID_ARGUMENT, "gptoss serve: give --api-key or --api-key-file, not both");
   }
   if (g->api_key_file) {
-    Status st = read_key_file(g->api_key_file, g->key_storage, sizeof g->key_storage);
+    st = read_key_file(g->api_key_file, g->key_storage, sizeof g->key_storage);
     if (st != STATUS_OK) return st;
     g->api_key = g->key_storage;
   }
@@ -132,7 +135,7 @@ int cmd_serve(int argc, char **argv) {
   ServeSettings *g = &g_settings;
   const Option options[] = {
       RUN_COMMON_OPTIONS(o),
-      {"--host", OPT_STRING, &g->host, "address to listen on, numeric (default 127.0.0.1; 0.0.0.0 or :: for every interface)"},
+      {"--host", OPT_STRING, &g->host, "address to listen on: numeric, or localhost (default 127.0.0.1; 0.0.0.0 or :: for every interface)"},
       {"--port", OPT_INT, &g->port, "TCP port (default 8080; 0 picks a free one, printed at start)", OPT_RANGE(0, 65535)},
       {"--parallel", OPT_INT, &o.parallel, "sequences generated at once, each with its own KV cache of --context tokens "
        "(default 4; KV memory is allocated for all of them at start)", OPT_RANGE(1, 4096)},

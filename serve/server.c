@@ -581,6 +581,14 @@ static void log_mhd(void *cls, const char *fmt, va_list args) {
   vfprintf(stderr, fmt, args);
 }
 
+Status server_check_host(const char *host) {
+  unsigned char addr[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) return STATUS_OK;
+  return status_error(STATUS_INVALID_ARGUMENT,
+                      "gptoss serve: --host %s is not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::)",
+                      host);
+}
+
 Status server_start(Server **out, const ServerOptions *o) {
   *out = NULL;
   struct sockaddr_storage addr;

@@ -74,6 +74,9 @@ typedef struct ServeJob {
   int fd;
 } ServeJob;
 
+/* Refuses (exit status 2 material) a --host that is not a numeric IPv4 or IPv6 address. */
+Status server_check_host(const char *host);
+
 /* Binds and starts answering (/health says 503 until server_set_ready). */
 Status server_start(Server **out, const ServerOptions *options);
 int server_port(const Server *s);

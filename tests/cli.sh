@@ -188,6 +188,27 @@ JSON
     [[ $("$GPTOSS" tokenize --vocab "$VOCAB" --decode "72, 101 108") == "$("$GPTOSS" tokenize --vocab "$VOCAB" --decode 72,101,108)" ]] ||
       die "spaced and comma lists decode differently"
     ;;
+  serve_bad_options)
+    # gptoss serve refuses its own options before loading (status 2), and a taken port at once
+    # (status 1), before the weights are mapped.
+    m=(--model "$GOLDEN_MODEL")
+    expect_refusal "--host example.com is not a numeric IPv4 or IPv6 address" 2 serve "${m[@]}" --host example.com
+    expect_refusal "--port 70000 is outside the allowed range \[0, 65535\]" 2 serve "${m[@]}" --port 70000
+    expect_refusal "give --api-key or --api-key-file, not both" 2 serve "${m[@]}" --api-key k --api-key-file "$scratch/k"
+    expect_refusal "--api-key-file $scratch/none cannot be read" 2 serve "${m[@]}" --api-key-file "$scratch/none"
+    : >"$scratch/empty"
+    expect_refusal "must hold the key on its first line" 2 serve "${m[@]}" --api-key-file "$scratch/empty"
+    expect_refusal "--parallel 0 is outside the allowed range" 2 serve "${m[@]}" --parallel 0
+    # A port already taken: another listener holds it for the length of the check.
+    "$GPTOSS" serve "${m[@]}" --port 0 2>"$scratch/first.err" &
+    first=$!
+    for ((i = 0; i < 200; i++)); do grep -q 'serve: ready' "$scratch/first.err" 2>/dev/null && break; sleep 0.1; done
+    port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$scratch/first.err" | grep -o '[0-9]*$')
+    [[ -n $port ]] || die "the first server did not start: $(cat "$scratch/first.err")"
+    expect_failure "cannot listen on 127.0.0.1 port $port: Address already in use" 1 1 serve "${m[@]}" --port "$port"
+    kill -TERM $first
+    wait $first || die "the first server did not drain to exit 0 on SIGTERM"
+    ;;
   prompt_does_not_fit)
     # 48 prompt tokens in a context of 40: refused before anything is fed, non-zero, with the reason.
     expect_failure "the prompt (48 tokens) does not fit the context (40 tokens)" 1 2 \
