@@ -354,17 +354,29 @@ JSON
     [[ "$counts" =~ ^[0-9]+\ 400\ $ && ${counts%% *} -lt 400 ]] || die "answer lengths '$counts': want an interrupted one, then 400"
     ;;
   bench_json)
-    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
+    # With the read probe: both ranks share this node, so the job's bound is the one node's figure
+    # (both ranks reading at once), and the fraction is the job's decode GB/s over it.
+    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --json --quiet)
     echo "$out"
-    for key in prefill_tokens_per_s decode_tokens_per_s decode_bytes_per_token; do
+    for key in prefill_tokens_per_s decode_tokens_per_s decode_bytes_per_token job_read_GBps decode_fraction_of_bound; do
       grep -Eq "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" || die "no positive $key in: $out"
     done
     grep -q '"ranks": 2' <<<"$out" || die "rank count missing"
+    field() { grep -Eo "\"$1\": \[?[0-9.]*" <<<"$out" | grep -Eo '[0-9.]+$'; }
+    nodes=$(grep -Eo '"node_read_GBps": \[[0-9., ]*\]' <<<"$out") || die "no node_read_GBps list"
+    [[ "$nodes" =~ ^\"node_read_GBps\":\ \[[0-9.]+\]$ ]] || die "2 ranks on one node: want one node figure, got $nodes"
+    awk -v node="$(field node_read_GBps)" -v job="$(field job_read_GBps)" -v gbps="$(field decode_GBps)" \
+        -v frac="$(field decode_fraction_of_bound)" \
+        'BEGIN { exit !(node > 0 && node == job && (frac - gbps / job)^2 < 1e-4) }' ||
+      die "the bound is not the node's figure, or the fraction is not decode_GBps / job_read_GBps"
+    [[ $(field probe_bytes_per_rank) -ge $((256 << 20)) ]] || die "probe buffer below 256 MiB"
     ;;
   bench_concurrency)
     out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 16 --decode-tokens 6 --concurrency 1,3 --no-probe --json --quiet)
     echo "$out"
     [[ $(grep -o '"sequences": [0-9]*' <<<"$out" | tr -dc '0-9\n' | paste -sd,) == "1,3" ]] || die "not one entry per concurrency"
+    grep -q '"node_read_GBps": \[\], "probe_bytes_per_rank": 0, "job_read_GBps": 0.000, "decode_fraction_of_bound": 0.000' \
+      <<<"$out" || die "--no-probe still reports a bound"
     for key in aggregate_decode_tokens_per_s per_sequence_tokens_per_s bytes_per_step unique_experts_per_layer; do
       [[ $(grep -Eo "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" | wc -l) -eq 2 ]] || die "no positive $key per entry"
     done
