@@ -121,7 +121,8 @@ Status read_probe_run(const RankInfo *rank, ReadProbe *out) {
   for (size_t b = 0; b < fill_blocks; b++) {
     for (size_t i = b * PROBE_BLOCK_WORDS; i < (b + 1) * PROBE_BLOCK_WORDS; i++) words[i] = i;
   }
-  const uint64_t expected = (uint64_t)num_words * (uint64_t)(num_words - 1) / 2; /* Σ i, mod 2^64 */
+  /* Σ i for i < num_words, mod 2^64 as the loop adds: halve the even factor before multiplying. */
+  const uint64_t w = num_words, expected = w % 2 == 0 ? w / 2 * (w - 1) : w * ((w - 1) / 2);
   const SumBlockFn sum_block = choose_sum_block();
   double best = 0.0;
   for (int pass = 0; st == STATUS_OK && pass < PROBE_PASSES; pass++) {
