@@ -1,7 +1,8 @@
 /* gptoss bench: prefill and decode speed of a model across the job's ranks, the weight bytes a
- * decoded token reads, the bandwidth that achieves against the machine's measured read
- * bandwidth, and the per-phase split over ranks. Prompts are pseudo-random ids (speed does not
- * depend on which tokens they are); decoding is greedy. */
+ * decoded token reads, the bandwidth that achieves against the job's measured read bandwidth
+ * (every node's ranks reading at once: read_probe.h), and the per-phase split over ranks.
+ * Prompts are pseudo-random ids (speed does not depend on which tokens they are); decoding is
+ * greedy. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "launch/bench_concurrency.h"
 #include "launch/commands.h"
+#include "launch/read_probe.h"
 #include "launch/run.h"
 #include "model/sampler.h"
 
@@ -20,33 +22,15 @@ typedef struct {
   bool skip_probe;
   const char *concurrency_text;
   BenchConcurrency concurrency;
+  ReadProbe probe;  /* rank 0: each node's read bandwidth and the job's sum (zero with --no-probe) */
 } BenchOptions;
 
 static BenchOptions g_bench = {.prompt_tokens = 512, .decode_tokens = 128};
 
-/* Read bandwidth of this process with its OpenMP threads: the best of three sums over 1 GiB. */
-static double measure_read_gbps(void) {
-  const size_t n = (size_t)1 << 28; /* floats */
-  float *buf = malloc(n * sizeof *buf);
-  if (!buf) return 0.0;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-  double best = 0.0, sink = 0.0;
-  for (int rep = 0; rep < 3; rep++) {
-    const double start = phase_clock();
-    double sum = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : sum)
-    for (size_t i = 0; i < n; i += 16) {
-      float s = 0.0f;
-      for (int j = 0; j < 16; j++) s += buf[i + (size_t)j];
-      sum += s;
-    }
-    const double gbps = (double)(n * sizeof *buf) / (phase_clock() - start) / 1e9;
-    best = gbps > best ? gbps : best;
-    sink += sum;
-  }
-  free(buf);
-  return sink == -1.0 ? 0.0 : best;
+/* Before the model is loaded, on every rank at once (RunOptions.before_load). */
+static Status probe_before_load(RunOptions *o, const RankInfo *rank) {
+  (void)o;
+  return g_bench.skip_probe ? STATUS_OK : read_probe_run(rank, &g_bench.probe);
 }
 
 static void print_phases_json(const Engine *e, const RankStats *stats, const char *name) {
@@ -85,7 +69,7 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
   Sampler rng;
   sampler_init(&rng, 1234);
   for (int64_t i = 0; i < P; i++) prompt[i] = (int32_t)(sampler_uniform(&rng) * (double)e->config.vocab_size);
-  const double read_gbps = b->skip_probe ? 0.0 : measure_read_gbps();
+  const double read_gbps = b->probe.job_gbps;
 
   Status st = engine_reset(e);
   if (st == STATUS_OK) st = engine_collect_stats(e, NULL, true);
@@ -107,9 +91,11 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
     if (b->json) {
       printf("{\"ranks\": %d, \"threads_per_rank\": %d, \"prompt_tokens\": %lld, \"decode_tokens\": %lld, "
              "\"prefill_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, \"decode_bytes_per_token\": %.0f, "
-             "\"decode_GBps\": %.3f, \"machine_read_GBps\": %.3f, \"decode_fraction_of_bound\": %.3f, ",
-             e->rank.num_ranks, omp_get_max_threads(), (long long)P, (long long)D, prefill_tps, decode_tps, bytes, gbps,
-             read_gbps, bound_tps > 0 ? decode_tps / bound_tps : 0.0);
+             "\"decode_GBps\": %.3f, \"node_read_GBps\": [",
+             e->rank.num_ranks, omp_get_max_threads(), (long long)P, (long long)D, prefill_tps, decode_tps, bytes, gbps);
+      for (int n = 0; n < b->probe.num_nodes; n++) printf("%s%.3f", n ? ", " : "", b->probe.node_gbps[n]);
+      printf("], \"probe_bytes_per_rank\": %zu, \"job_read_GBps\": %.3f, \"decode_fraction_of_bound\": %.3f, ",
+             b->probe.rank_bytes, read_gbps, bound_tps > 0 ? decode_tps / bound_tps : 0.0);
       print_phases_json(e, prefill_stats, "prefill");
       printf(", ");
       print_phases_json(e, decode_stats, "decode");
@@ -127,8 +113,9 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
       printf("decode:  %lld tokens in %.3f s = %.2f tokens/s\n", (long long)D, decode_s, decode_tps);
       printf("decode reads %.3f GB of weights per token = %.2f GB/s", bytes / 1e9, gbps);
       if (read_gbps > 0) {
-        printf("; rank 0 reads memory at %.2f GB/s, so the bound is %.2f tokens/s: %.0f%% of it", read_gbps, bound_tps,
-               100.0 * decode_tps / bound_tps);
+        printf("; the job's ranks read memory at %.2f GB/s together (per node:", read_gbps);
+        for (int n = 0; n < b->probe.num_nodes; n++) printf(" %.2f", b->probe.node_gbps[n]);
+        printf("), so the bound is %.2f tokens/s: %.0f%% of it", bound_tps, 100.0 * decode_tps / bound_tps);
       }
       printf("\n\nprefill phases:\n");
       engine_print_stats(e, prefill_stats, stdout);
@@ -138,6 +125,7 @@ static int drive_bench(Engine *e, const RunOptions *o, const int32_t *unused_tok
     }
   }
   bench_concurrency_free(&g_bench.concurrency);
+  read_probe_free(&g_bench.probe);
   free(prompt);
   free(prefill_stats);
   free(decode_stats);
@@ -153,14 +141,19 @@ static Status prepare_bench(RunOptions *o) {
 }
 
 int cmd_bench(int argc, char **argv) {
-  RunOptions o = {.prepare = prepare_bench};
+  RunOptions o = {.prepare = prepare_bench, .before_load = probe_before_load};
   const Option options[] = {
       RUN_COMMON_OPTIONS(o),
       {"--prompt-tokens", OPT_INT, &g_bench.prompt_tokens, "prefill length (default 512)", OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},
       {"--decode-tokens", OPT_INT, &g_bench.decode_tokens, "tokens decoded after the prompt (default 128)",
        OPT_RANGE(1, ARGS_MAX_TOKEN_COUNT)},
       {"--json", OPT_FLAG, &g_bench.json, "print one JSON object"},
-      {"--no-probe", OPT_FLAG, &g_bench.skip_probe, "skip the memory bandwidth probe"},
+      {"--no-probe", OPT_FLAG, &g_bench.skip_probe,
+       "skip the read bandwidth probe. The probe runs before loading: the ranks of each node meet at a barrier, then "
+       "every rank's threads read their own buffer of max(256 MiB, 4 x the node's L3 / its ranks) at once (AVX2 "
+       "loads and adds); a node's GB/s is all the bytes its ranks read over the slowest rank's time, best of 5 passes; "
+       "the bound is the sum over nodes (node_read_GBps, job_read_GBps), and decode_fraction_of_bound is the job's "
+       "decode GB/s over it"},
       {"--concurrency", OPT_STRING, &g_bench.concurrency_text,
        "also decode with P sequences at once for each P of a list like 1,2,4,8: aggregate and per-sequence tokens/s, "
        "weight bytes per step, distinct experts per layer"},

@@ -375,17 +375,29 @@ JSON
     [[ "$counts" =~ ^[0-9]+\ 400\ $ && ${counts%% *} -lt 400 ]] || die "answer lengths '$counts': want an interrupted one, then 400"
     ;;
   bench_json)
-    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --no-probe --json --quiet)
+    # With the read probe: both ranks share this node, so the job's bound is the one node's figure
+    # (both ranks reading at once), and the fraction is the job's decode GB/s over it.
+    out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 24 --decode-tokens 8 --json --quiet)
     echo "$out"
-    for key in prefill_tokens_per_s decode_tokens_per_s decode_bytes_per_token; do
+    for key in prefill_tokens_per_s decode_tokens_per_s decode_bytes_per_token job_read_GBps decode_fraction_of_bound; do
       grep -Eq "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" || die "no positive $key in: $out"
     done
     grep -q '"ranks": 2' <<<"$out" || die "rank count missing"
+    field() { grep -Eo "\"$1\": \[?[0-9.]*" <<<"$out" | grep -Eo '[0-9.]+$'; }
+    nodes=$(grep -Eo '"node_read_GBps": \[[0-9., ]*\]' <<<"$out") || die "no node_read_GBps list"
+    [[ "$nodes" =~ ^\"node_read_GBps\":\ \[[0-9.]+\]$ ]] || die "2 ranks on one node: want one node figure, got $nodes"
+    awk -v node="$(field node_read_GBps)" -v job="$(field job_read_GBps)" -v gbps="$(field decode_GBps)" \
+        -v frac="$(field decode_fraction_of_bound)" \
+        'BEGIN { exit !(node > 0 && node == job && (frac - gbps / job)^2 < 1e-4) }' ||
+      die "the bound is not the node's figure, or the fraction is not decode_GBps / job_read_GBps"
+    [[ $(field probe_bytes_per_rank) -ge $((256 << 20)) ]] || die "probe buffer below 256 MiB"
     ;;
   bench_concurrency)
     out=$(run 2 bench --model "$GOLDEN_MODEL" --prompt-tokens 16 --decode-tokens 6 --concurrency 1,3 --no-probe --json --quiet)
     echo "$out"
     [[ $(grep -o '"sequences": [0-9]*' <<<"$out" | tr -dc '0-9\n' | paste -sd,) == "1,3" ]] || die "not one entry per concurrency"
+    grep -q '"node_read_GBps": \[\], "probe_bytes_per_rank": 0, "job_read_GBps": 0.000, "decode_fraction_of_bound": 0.000' \
+      <<<"$out" || die "--no-probe still reports a bound"
     for key in aggregate_decode_tokens_per_s per_sequence_tokens_per_s bytes_per_step unique_experts_per_layer; do
       [[ $(grep -Eo "\"$key\": [0-9]*\.?[0-9]*[1-9]" <<<"$out" | wc -l) -eq 2 ]] || die "no positive $key per entry"
     done
@@ -610,6 +622,45 @@ JSON
     expect_refusal "--parallel 0 is outside the allowed range \[1, 1000000\]" 2 generate "${m[@]}" --batch "$scratch/in.jsonl" --parallel 0
     expect_refusal "gptoss tokenize: give exactly one of --text, --file and --decode" 1 tokenize --text a --decode 1
     expect_refusal "--max-tokens needs a value" 2 generate "${m[@]}" --tokens 1 --max-tokens
+    ;;
+  placement_threads)
+    # Each rank's default thread count is its share of the CPUs in its affinity mask (Σ over them
+    # of 1 / the node's ranks whose mask holds it: whole CPUs, at least 1); --threads, else
+    # OMP_NUM_THREADS, wins. Open MPI's default binding (a core per rank at -np <= 2) ignores the
+    # launcher's own mask, so the runs under taskset pass --bind-to none.
+    g=(generate --model "$GOLDEN_MODEL" --tokens 1,2 --max-tokens 1 --ids --verbose --quiet)
+    mpi=(timeout 120 "$MPIEXEC" --oversubscribe)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc heeds OMP_NUM_THREADS
+    half=$((cpus / 2 > 0 ? cpus / 2 : 1))
+    first=$(awk '/^Cpus_allowed_list/ {split($2, a, /[-,]/); print a[1]}' /proc/self/status)
+    # expect_threads WANT COMMAND...: WANT is each rank's "threads (source)", comma-separated, in
+    # rank order ("": any). Every "cpu share" line must also agree with the share it prints.
+    expect_threads() {
+      local want=$1 out got; shift
+      out=$("$@" 2>&1) || die "$*: exit status $?: $out"
+      grep '^placement: rank' <<<"$out"
+      awk -F'[:(),]' '/^placement: rank [0-9]+: .*\(cpu share\)/ {
+          split($3, t, " "); n = split($NF, s, " "); want = int(s[n] + 1e-6); if (want < 1) want = 1
+          if (t[1] != want) { print "rank" $2 ": " t[1] " threads for share " s[n]; bad = 1 } }
+        END { exit bad }' <<<"$out" || die "$*: a default thread count is not the rank's CPU share"
+      got=$(sed -n 's/^placement: rank [0-9]*: \([0-9]*\) thread(s) (\([^)]*\)).*/\1 (\2)/p' <<<"$out" | paste -sd,)
+      [[ -z "$want" || "$got" == "$want" ]] || die "$*: placement '$got', want '$want'"
+      [[ $(grep -c '^placement: rank [0-9]*: ' <<<"$out") -gt 0 ]] || die "$*: no placement printed"
+    }
+    expect_threads "$cpus (cpu share)" env -u OMP_NUM_THREADS timeout 120 "$GPTOSS" "${g[@]}"
+    expect_threads "$cpus (cpu share)" env -u OMP_NUM_THREADS "${mpi[@]}" --bind-to none -np 1 "$GPTOSS" "${g[@]}"
+    expect_threads "$half (cpu share),$half (cpu share)" env -u OMP_NUM_THREADS "${mpi[@]}" --bind-to none -np 2 "$GPTOSS" "${g[@]}"
+    # Open MPI's default binding (a core each, disjoint masks): what it gives depends on the
+    # machine's cores, so only the rule is checked.
+    expect_threads "" env -u OMP_NUM_THREADS "${mpi[@]}" -np 2 "$GPTOSS" "${g[@]}"
+    expect_threads "1 (cpu share)" env -u OMP_NUM_THREADS taskset -c "$first" timeout 120 "$GPTOSS" "${g[@]}"
+    expect_threads "1 (cpu share),1 (cpu share)" \
+      env -u OMP_NUM_THREADS taskset -c "$first" "${mpi[@]}" --bind-to none -np 2 "$GPTOSS" "${g[@]}"
+    [[ $(env -u OMP_NUM_THREADS taskset -c "$first" "${mpi[@]}" --bind-to none -np 2 "$GPTOSS" "${g[@]}" 2>&1 |
+         grep -c '1 CPU(s) in mask of [0-9]* online, share 0.50$') -eq 2 ]] || die "two ranks on one CPU: not a half share each"
+    expect_threads "3 (--threads)" env OMP_NUM_THREADS=2 timeout 120 "$GPTOSS" "${g[@]}" --threads 3
+    expect_threads "3 (--threads),3 (--threads)" env OMP_NUM_THREADS=2 "${mpi[@]}" -np 2 "$GPTOSS" "${g[@]}" --threads 3
+    expect_threads "2 (OMP_NUM_THREADS),2 (OMP_NUM_THREADS)" env OMP_NUM_THREADS=2 "${mpi[@]}" -np 2 "$GPTOSS" "${g[@]}"
     ;;
   *)
     die "unknown case $case_name"

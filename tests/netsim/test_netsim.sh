@@ -10,6 +10,8 @@
 #   link_cut      4 nodes, node 3's link goes down mid-run: the job ends non-zero within
 #                 FAULT_BOUND seconds, nothing is left running, no complete-looking output
 #   rank_killed   4 nodes, node 2's rank gets SIGKILL mid-run: the same, and mpirun names it
+#   bench_probe   2 nodes with 1, then 2 ranks each: `bench --json` reports one read bandwidth per
+#                 node, the job's is their sum, and decode_fraction_of_bound divides by it
 #
 # Environment: GPTOSS, COMPARE (compare_logits), FIXTURE (h5_fixture), TEST_DATA, GOLDEN_MODEL.
 # Exit 77 (SKIP_RETURN_CODE) only where namespaces cannot be made; the cluster is torn down on
@@ -172,6 +174,24 @@ case $CASE in
     log "SIGKILL to rank 1 (pid $victim, node 2)"
     check_fault_outcome "node 2's rank was killed"
     grep -Eq "rank 1.*(signal 9|Killed)|signal 9 \(Killed\)" "$scratch/err" || die "stderr does not name the dead rank"
+    ;;
+  bench_probe)
+    netsim_up 2
+    for per_node in 1 2; do
+      # --map-by node: ranks 0 and 2 on n1, 1 and 3 on n2.
+      out=$(NETSIM_N=$((2 * per_node)) netsim_mpirun --oversubscribe "$GPTOSS" bench --model "$GOLDEN_MODEL" \
+            --prompt-tokens 8 --decode-tokens 8 --json --quiet) || die "bench exited $?"
+      echo "$out" | cut -c1-400
+      field() { grep -Eo "\"$1\": [0-9.]+" <<<"$out" | grep -Eo '[0-9.]+$'; }
+      nodes=$(grep -Eo '"node_read_GBps": \[[0-9., ]*\]' <<<"$out" | sed 's/.*\[//; s/\]//; s/,//g') ||
+        die "no node_read_GBps list"
+      awk -v nodes="$nodes" -v job="$(field job_read_GBps)" -v gbps="$(field decode_GBps)" \
+          -v frac="$(field decode_fraction_of_bound)" 'BEGIN {
+            n = split(nodes, v, " "); for (i = 1; i <= n; i++) { if (v[i] <= 0) exit 1; sum += v[i] }
+            exit !(n == 2 && (sum - job)^2 < 1e-5 && (frac - gbps / job)^2 < 1e-4) }' ||
+        die "$per_node rank(s) per node: want 2 positive node figures summing to job_read_GBps and the fraction over it"
+      log "2 nodes x $per_node rank(s): node_read_GBps [$nodes], job $(field job_read_GBps)"
+    done
     ;;
   *)
     die "unknown case"
