@@ -40,6 +40,8 @@ void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols);
 void mxfp4_decode_row_avx2(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
 void matmul_rows_f32_bf16w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+/* kernels_avx512.c: call only where the CPU also has AVX-512F and AVX-512BW. */
+void matmul_rows_f32_bf16w_avx512(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 #else
 #define GPTOSS_HAVE_AVX2_KERNELS 0
 #endif
