@@ -49,12 +49,6 @@ AVX512_FN static inline float hsum_f32x16(__m512 v) {
   return _mm_cvtss_f32(h);
 }
 
-static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, int64_t cols) {
-  float tail = 0.0f;
-  for (int64_t c = from; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
-  return tail;
-}
-
 /* xs[32k + m] = x[32k + 2m] and xs[32k + 16 + m] = x[32k + 2m + 1] for every whole group. */
 static void bf16_split_x32(float *xs, const float *x, int64_t cols) {
   for (int64_t base = 0; base + GROUP <= cols; base += GROUP) {

@@ -8,6 +8,7 @@
 #ifndef GPTOSS_MODEL_KERNELS_ISA_H
 #define GPTOSS_MODEL_KERNELS_ISA_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,14 @@ typedef void (*MatmulRowsFn)(const MatmulArgs *args, int64_t row_begin, int64_t 
 
 static inline float matmul_bias_f32(const MatmulArgs *args, int64_t r) {
   return args->bias ? bf16_to_f32(args->bias[r]) : 0.0f;
+}
+
+/* Σ w[c]·x[c] for c in [from, cols), one fmaf at a time: the tail past a SIMD kernel's last whole
+ * group, the same in every ISA's bf16 kernel. */
+static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, int64_t cols) {
+  float tail = 0.0f;
+  for (int64_t c = from; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
+  return tail;
 }
 
 /* This thread's scratch buffer of at least `floats` floats: grown when a call needs more, then
