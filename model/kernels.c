@@ -3,7 +3,8 @@
  * token (or, for a single token, streamed straight into the dot product where the ISA has such a
  * loop), rows split across OpenMP threads. Batches of MATMUL_GEMM_MIN_TOKENS or more run as matrix
  * products on decoded tiles (kernels_gemm.c). The inner loops come from one table per ISA —
- * portable C here, AVX2 in kernels_avx2.c — chosen once, at first use. */
+ * portable C here, AVX2 in kernels_avx2.c, AVX-512 (the bf16 rows; the rest AVX2's) in
+ * kernels_avx512.c — the best the CPU has chosen once, at first use. */
 #include "model/kernels.h"
 
 #include <assert.h>
@@ -164,13 +165,24 @@ static const KernelTable KERNELS_AVX2 = {
     .rows_f32_bf16w = matmul_rows_f32_bf16w_avx2,
     .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
 };
+
+/* AVX-512 only where it pays: the bf16 rows (batched decode's unembedding). */
+static const KernelTable KERNELS_AVX512 = {
+    .isa = KERNEL_ISA_AVX512,
+    .decode_bf16 = bf16_decode_row_avx2,
+    .decode_mxfp4 = mxfp4_decode_row_avx2,
+    .rows_f32_bf16w = matmul_rows_f32_bf16w_avx512,
+    .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
+};
 #endif
 
 /* The one place that knows which ISAs exist and how to detect them. */
 static const KernelTable *kernel_table_for(KernelIsa isa) {
 #if GPTOSS_HAVE_AVX2_KERNELS
-  if (isa == KERNEL_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return &KERNELS_AVX2;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == KERNEL_ISA_AVX2 && avx2) return &KERNELS_AVX2;
+  if (isa == KERNEL_ISA_AVX512 && avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    return &KERNELS_AVX512;
   }
 #endif
   return isa == KERNEL_ISA_PORTABLE ? &KERNELS_PORTABLE : NULL;
@@ -182,7 +194,8 @@ static _Atomic(const KernelTable *) g_kernels = NULL;
 static const KernelTable *kernels(void) {
   const KernelTable *table = atomic_load_explicit(&g_kernels, memory_order_acquire);
   if (table) return table;
-  table = kernel_table_for(KERNEL_ISA_AVX2);
+  table = kernel_table_for(KERNEL_ISA_AVX512);
+  if (!table) table = kernel_table_for(KERNEL_ISA_AVX2);
   if (!table) table = &KERNELS_PORTABLE;
   atomic_store_explicit(&g_kernels, table, memory_order_release);
   return table;
@@ -194,6 +207,7 @@ const char *kernels_isa_name(KernelIsa isa) {
   switch (isa) {
     case KERNEL_ISA_PORTABLE: return "portable";
     case KERNEL_ISA_AVX2: return "avx2";
+    case KERNEL_ISA_AVX512: return "avx512";
     case KERNEL_ISA_COUNT: break;
   }
   return "unknown";

@@ -65,7 +65,7 @@ void matmul_f32_bf16w_portable(float *y, const uint16_t *w, const uint16_t *bias
  * at first use; every ISA stays within the tests' tolerance of the *_ref versions and is
  * deterministic, but different ISAs sum in different orders, so ranks that must agree bitwise
  * must run the same one. */
-typedef enum { KERNEL_ISA_PORTABLE, KERNEL_ISA_AVX2, KERNEL_ISA_COUNT } KernelIsa;
+typedef enum { KERNEL_ISA_PORTABLE, KERNEL_ISA_AVX2, KERNEL_ISA_AVX512, KERNEL_ISA_COUNT } KernelIsa;
 
 KernelIsa kernels_active_isa(void);
 const char *kernels_isa_name(KernelIsa isa);

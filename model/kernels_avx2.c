@@ -50,12 +50,6 @@ AVX2_FN static inline float hsum_f32x8(__m256 v) {
   return _mm_cvtss_f32(h);
 }
 
-static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, int64_t cols) {
-  float tail = 0.0f;
-  for (int64_t c = from; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
-  return tail;
-}
-
 /* xs[16k + m] = x[16k + 2m] and xs[16k + 8 + m] = x[16k + 2m + 1] for every whole group. */
 static void bf16_split_x(float *xs, const float *x, int64_t cols) {
   for (int64_t base = 0; base + BF16_GROUP <= cols; base += BF16_GROUP) {
@@ -69,7 +63,7 @@ static void bf16_split_x(float *xs, const float *x, int64_t cols) {
 /* Outputs of R rows (w + i·cols) against T tokens (split: xs + j·cols; plain: x + j·cols, for the
  * tail), into y[j·y_stride + i] with bias[i] added. R and T are constants at every call, so the
  * loops unroll and the 2·R·T accumulators stay in registers. `next` (R rows, or NULL) is fetched
- * into the cache meanwhile; with NULL the rows' own bytes a little ahead are. */
+ * into L2 meanwhile; with NULL and T == 1 the rows' own bytes a little ahead are. */
 AVX2_FN static inline __attribute__((always_inline)) void bf16_block(const uint16_t *w, const float *xs, const float *x,
                                                                     int64_t cols, float *y, int64_t y_stride,
                                                                     const float *bias, const uint16_t *next,
@@ -84,9 +78,8 @@ AVX2_FN static inline __attribute__((always_inline)) void bf16_block(const uint1
     __m256i bits[4];
     for (int i = 0; i < R; i++) {
       const uint16_t *p = w + i * cols + c;
-      if (T == 1 || next) {
-        _mm_prefetch((const char *)(next ? next + i * cols + c : p) + (next ? 0 : BF16_PREFETCH_BYTES), _MM_HINT_T0);
-      }
+      if (next) _mm_prefetch((const char *)(next + i * cols + c), _MM_HINT_T1);
+      else if (T == 1) _mm_prefetch((const char *)p + BF16_PREFETCH_BYTES, _MM_HINT_T0);
       bits[i] = _mm256_loadu_si256((const __m256i *)p);
     }
     for (int half = 0; half < 2; half++) {
@@ -118,8 +111,9 @@ AVX2_FN void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols)
 }
 
 /* One token: four rows at a time (eight FMA chains over four streams). A batch: two rows against
- * three tokens at a time, then the leftover tokens, then a leftover row. While a batch's second
- * group of tokens works on rows already in cache, the next two rows are fetched. */
+ * three tokens at a time, then the leftover tokens, then a leftover row. While a batch's first
+ * group of tokens runs, the next two rows are fetched into L2 (a whole pair's work of lead time;
+ * fetching them during the second group left batches of 2-3 tokens with no prefetch at all). */
 AVX2_FN void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const uint16_t *w = a->weights;
   float *xs = kernel_thread_buffer((size_t)(a->num_tokens * a->cols));
@@ -143,9 +137,9 @@ AVX2_FN void matmul_rows_f32_bf16w_avx2(const MatmulArgs *a, int64_t row_begin, 
     for (; r + 2 <= chunk_end; r += 2) {
       const uint16_t *next = r + 4 <= row_end ? w + (r + 2) * a->cols : NULL;
       int64_t t = 0;
-      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(2, 3, t == 3 ? next : NULL);
-      if (a->num_tokens - t == 2) BF16_BLOCK(2, 2, t == 3 ? next : NULL);
-      if (a->num_tokens - t == 1) BF16_BLOCK(2, 1, t == 3 ? next : NULL);
+      for (; t + 3 <= a->num_tokens; t += 3) BF16_BLOCK(2, 3, t == 0 ? next : NULL);
+      if (a->num_tokens - t == 2) BF16_BLOCK(2, 2, t == 0 ? next : NULL);
+      if (a->num_tokens - t == 1) BF16_BLOCK(2, 1, t == 0 ? next : NULL);
     }
     for (; r < chunk_end; r++) {
       int64_t t = 0;

@@ -8,6 +8,7 @@
 #ifndef GPTOSS_MODEL_KERNELS_ISA_H
 #define GPTOSS_MODEL_KERNELS_ISA_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,14 @@ static inline float matmul_bias_f32(const MatmulArgs *args, int64_t r) {
   return args->bias ? bf16_to_f32(args->bias[r]) : 0.0f;
 }
 
+/* Σ w[c]·x[c] for c in [from, cols), one fmaf at a time: the tail past a SIMD kernel's last whole
+ * group, the same in every ISA's bf16 kernel. */
+static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, int64_t cols) {
+  float tail = 0.0f;
+  for (int64_t c = from; c < cols; c++) tail = fmaf(bf16_to_f32(w[c]), x[c], tail);
+  return tail;
+}
+
 /* This thread's scratch buffer of at least `floats` floats: grown when a call needs more, then
  * kept, so the kernels allocate nothing per call once warm. One per thread: a caller must not
  * hold it across another kernel call. NULL if out of memory. */
@@ -40,6 +49,8 @@ void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols);
 void mxfp4_decode_row_avx2(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
 void matmul_rows_f32_bf16w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+/* kernels_avx512.c: call only where the CPU also has AVX-512F and AVX-512BW. */
+void matmul_rows_f32_bf16w_avx512(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 #else
 #define GPTOSS_HAVE_AVX2_KERNELS 0
 #endif

@@ -11,7 +11,12 @@
  * at the shapes a 20b prefill runs (512-token chunk; ~64 tokens per expert), next to one plain
  * cblas_sgemm of the same shape on weights already in fp32 with OpenBLAS on the same number of
  * threads: that is the bound. Times are the best of --reps, wall clock; on a shared machine run
- * it twice and compare the ratios. Usage: bench_kernels [--batch] [--threads N] [--footprint-mb MB] [--reps R] */
+ * it twice and compare the ratios.
+ *
+ * Batched decode multiplies the unembedding by a few tokens per step with the row-streaming
+ * kernel: --decode times it per ISA at 1 to 8 tokens, on the whole 201,088 x 2880 matrix (1.16
+ * GB: from DRAM) and on 2,000 of its rows (hot: the kernel's compute ceiling), in ms and in
+ * multiply-adds per second. Usage: bench_kernels [--batch | --decode] [--threads N] [--footprint-mb MB] [--reps R] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@ typedef struct {
   size_t footprint_bytes;
   int reps;
   int batch;
+  int decode;
 } BenchOptions;
 
 static double now_seconds(void) {
@@ -311,17 +317,57 @@ static void bench_batches(const BenchOptions *o) {
   for (size_t i = 0; i < sizeof attention / sizeof attention[0]; i++) bench_attention(&attention[i], o);
 }
 
+/* ---- batched decode: the unembedding streamed against 1 to 8 tokens ---- */
+
+enum { DECODE_MAX_TOKENS = 8 };
+
+/* Best wall time over `reps` of one streamed product of rows x cols against num_tokens tokens. */
+static double time_stream(const uint16_t *w, const float *x, float *y, int64_t num_tokens, int64_t rows, int64_t cols,
+                          int reps) {
+  double best = 1e30;
+  for (int rep = 0; rep < reps; rep++) {
+    const double t0 = now_seconds();
+    matmul_f32_bf16w_stream(y, w, NULL, x, num_tokens, rows, cols);
+    const double seconds = now_seconds() - t0;
+    if (seconds < best) best = seconds;
+  }
+  return best;
+}
+
+static void bench_decode(const BenchOptions *o) {
+  const int64_t rows = 201088, hot_rows = 2000, cols = 2880;
+  uint16_t *w = alloc_filled((size_t)(rows * cols) * sizeof *w, 7);
+  for (int64_t i = 0; i < rows * cols; i++) w[i] = (uint16_t)(0x3E00 + (w[i] & 0x3FF)); /* exponents near 1 */
+  float *x = malloc((size_t)(DECODE_MAX_TOKENS * cols) * sizeof *x);
+  float *y = malloc((size_t)(DECODE_MAX_TOKENS * rows) * sizeof *y);
+  for (int64_t c = 0; c < DECODE_MAX_TOKENS * cols; c++) x[c] = (float)(c % 7) - 3.0f;
+  for (int isa = 0; isa < KERNEL_ISA_COUNT; isa++) {
+    if (!kernels_select_isa((KernelIsa)isa)) continue;
+    for (int64_t n = 1; n <= DECODE_MAX_TOKENS; n++) {
+      const double cold = time_stream(w, x, y, n, rows, cols, o->reps);
+      const double hot = time_stream(w, x, y, n, hot_rows, cols, 20 * o->reps);
+      printf("bf16 stream %-9s %lld token(s) %lldx%lld  cold %7.1f ms %6.1f GFMA/s   hot (%lld rows) %6.1f GFMA/s\n",
+             kernels_isa_name((KernelIsa)isa), (long long)n, (long long)rows, (long long)cols, cold * 1e3,
+             (double)(n * rows * cols) / cold / 1e9, (long long)hot_rows, (double)(n * hot_rows * cols) / hot / 1e9);
+    }
+  }
+  free(w), free(x), free(y);
+}
+
 static BenchOptions parse_options(int argc, char **argv) {
-  BenchOptions o = {.threads = 1, .footprint_bytes = (size_t)1024 << 20, .reps = 5, .batch = 0};
+  BenchOptions o = {.threads = 1, .footprint_bytes = (size_t)1024 << 20, .reps = 5, .batch = 0, .decode = 0};
   for (int i = 1; i < argc; i += 2) {
     if (strcmp(argv[i], "--batch") == 0) {
       o.batch = 1;
       i--; /* takes no value */
+    } else if (strcmp(argv[i], "--decode") == 0) {
+      o.decode = 1;
+      i--;
     } else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) o.threads = atoi(argv[i + 1]);
     else if (i + 1 < argc && strcmp(argv[i], "--footprint-mb") == 0) o.footprint_bytes = (size_t)atol(argv[i + 1]) << 20;
     else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) o.reps = atoi(argv[i + 1]);
     else {
-      fprintf(stderr, "usage: %s [--batch] [--threads N] [--footprint-mb MB] [--reps R]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--batch | --decode] [--threads N] [--footprint-mb MB] [--reps R]\n", argv[0]);
       exit(2);
     }
   }
@@ -336,9 +382,11 @@ int main(int argc, char **argv) {
   const BenchOptions o = parse_options(argc, argv);
   omp_set_num_threads(o.threads);
   const KernelIsa chosen = kernels_active_isa();
-  if (o.batch) {
+  if (o.batch || o.decode) {
     printf("threads %d, best of %d; engine picks: %s\n", o.threads, o.reps, kernels_isa_name(chosen));
-    bench_batches(&o);
+    if (o.batch) bench_batches(&o);
+    else bench_decode(&o);
+    kernels_select_isa(chosen);
     return 0;
   }
   printf("threads %d, footprint %zu MB, best of %d; engine picks: %s\n", o.threads, o.footprint_bytes >> 20, o.reps,

@@ -527,6 +527,7 @@ JSON
     grep -q "^gptoss $PROJECT_VERSION (git [^)]*)$" <<<"$out" || die "no 'gptoss $PROJECT_VERSION (git ...)' line"
     isa=portable
     grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isa=avx2
+    [[ $isa == avx2 ]] && grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && isa=avx512
     grep -q "^kernels: $isa " <<<"$out" || die "kernels line does not say $isa, which this CPU supports"
     grep -Eq "^mpi: Open MPI v[0-9]+\.[0-9]+" <<<"$out" || die "no Open MPI version"
     grep -Eq "^hdf5: HDF5 [0-9]+\.[0-9]+\.[0-9]+$" <<<"$out" || die "no HDF5 version"

@@ -202,7 +202,9 @@ typedef struct {
  * The batches of MATMUL_GEMM_MIN_TOKENS or more (matrix products on decoded tiles) include
  * several row tiles with a ragged last one (128-row tiles at 2880 columns; narrower ones at 8192),
  * several token blocks of 256 with a ragged last one, and enough tiles (13, 14) that 1-3 threads
- * take them dynamically as well as few enough that they split them statically. */
+ * take them dynamically as well as few enough that they split them statically. The streamed bf16
+ * batches cover every leftover of the register blocks (AVX2: 2 rows x 3 tokens; AVX-512: 4 x 3,
+ * 32-element groups): 6 to 9 tokens, as batched decode runs them, and cols below one group. */
 static const Shape MXFP4_SHAPES[] = {
     {1, 1, 32, 0},   {1, 7, 64, 1},    {1, 13, 96, 1},  {3, 13, 96, 0},   {2, 5, 32, 1},
     {5, 33, 320, 1}, {1, 67, 2880, 1}, {4, 19, 2880, 0}, {17, 9, 160, 1}, {8, 3, 96, 0},
@@ -212,6 +214,7 @@ static const Shape BF16_SHAPES[] = {
     {1, 1, 1, 0},     {1, 3, 7, 1},      {2, 5, 8, 0},      {1, 9, 33, 1},    {3, 11, 40, 1},
     {1, 13, 64, 0},   {4, 7, 95, 1},     {1, 67, 2880, 1},  {5, 21, 2880, 0}, {2, 6, 4096, 1},
     {17, 10, 100, 1}, {300, 530, 256, 1}, {9, 100, 8192, 0}, {520, 64, 64, 1}, {9, 1600, 2880, 1},
+    {6, 9, 96, 1},    {7, 10, 200, 0},   {8, 23, 2880, 1},  {8, 6, 31, 0},
 };
 
 /* Σ|w·x| + |bias| per output, the scale MATMUL_TOL is relative to; w given decoded. */

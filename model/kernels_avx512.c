@@ -1,0 +1,151 @@
+/* AVX-512 inner loop of the bf16 matmul (interface: kernels_isa.h), for CPUs with AVX-512F/BW
+ * (Zen 4, Intel since Skylake-SP). Like kernels_avx2.c it carries its own target attribute and
+ * kernels.c checks the CPU before calling it. The MXFP4 loops and the row decoders of this ISA's
+ * table are AVX2's.
+ *
+ * Why a second bf16 kernel: batched decode multiplies the unembedding (201,088 x 2880) by up to
+ * eight tokens per step, which in AVX2 is bound by compute and by the token vectors streaming
+ * from L2 — 16 registers hold only six outputs' accumulators. 32 registers of 16 lanes hold
+ * twelve, so each weight load and each token load feeds twice as many FMAs.
+ *
+ * The summation order is this ISA's own (16 lanes, not AVX2's 8) and, as in AVX2, the same for
+ * every output whatever else the call computes: a token gets the same bits alone or in a batch. */
+#include "model/kernels_isa.h"
+
+#if GPTOSS_HAVE_AVX2_KERNELS
+
+#include <assert.h>
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+/* Both one token and a batch fetch the next block of rows into L2 while a block runs (for a batch,
+ * during its first pass of tokens): a whole block's work of lead time. On Zen 4 that streamed the
+ * unembedding ~20 % faster for one token than AVX2's fetching a little ahead of each row, which
+ * the last block of a thread's rows still does. */
+enum { BF16_PREFETCH_BYTES = 1024 };
+
+/* Rows whose bias a call converts at a time (a stack buffer, no allocation per call). */
+enum { BF16_BIAS_CHUNK = 256 };
+
+/* ================= bf16 =================
+ * The row goes in groups of 32 elements; one 512-bit load holds a group as sixteen 32-bit lanes
+ * of two bf16 each: a shift gives the sixteen even elements as fp32, a mask the sixteen odd ones.
+ * Even elements accumulate in one 16-lane accumulator, odd ones in another, group by group in
+ * order; then their sum, the two 8-lane halves added, a fixed horizontal sum, and a scalar fmaf
+ * tail for cols % 32. The token side is split the same way once per call (bf16_split_x32). */
+enum { GROUP = 32, HALF = GROUP / 2 };
+/* Register blocks: a batch runs BATCH_ROWS rows against up to BATCH_TOKENS tokens at a time
+ * (2·4·3 = 24 accumulators of the 32 registers); one token, DECODE_ROWS rows at a time. */
+enum { BATCH_ROWS = 4, BATCH_TOKENS = 3, DECODE_ROWS = 4 };
+_Static_assert(DECODE_ROWS <= BATCH_ROWS, "bf16_block's arrays are BATCH_ROWS long");
+
+AVX512_FN static inline float hsum_f32x16(__m512 v) {
+  const __m256 eight = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+/* xs[32k + m] = x[32k + 2m] and xs[32k + 16 + m] = x[32k + 2m + 1] for every whole group. */
+static void bf16_split_x32(float *xs, const float *x, int64_t cols) {
+  for (int64_t base = 0; base + GROUP <= cols; base += GROUP) {
+    for (int m = 0; m < HALF; m++) {
+      xs[base + m] = x[base + 2 * m];
+      xs[base + HALF + m] = x[base + 2 * m + 1];
+    }
+  }
+}
+
+/* Outputs of R rows (w + i·cols) against T tokens (split: xs + j·cols; plain: x + j·cols, for the
+ * tail), into y[j·y_stride + i] with bias[i] added. R and T are constants at every call, so the
+ * loops unroll and the 2·R·T accumulators stay in registers. `next` (R rows, or NULL) is fetched
+ * into L2 meanwhile; with NULL and T == 1 the rows' own bytes a little ahead are. */
+AVX512_FN static inline __attribute__((always_inline)) void bf16_block(const uint16_t *w, const float *xs, const float *x,
+                                                                      int64_t cols, float *y, int64_t y_stride,
+                                                                      const float *bias, const uint16_t *next,
+                                                                      const int R, const int T) {
+  const __m512i odd_mask = _mm512_set1_epi32((int32_t)0xFFFF0000u);
+  __m512 acc[BATCH_ROWS][BATCH_TOKENS][2];
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
+  }
+  const int64_t whole = cols / GROUP * GROUP;
+  for (int64_t c = 0; c < whole; c += GROUP) {
+    __m512i bits[BATCH_ROWS];
+    for (int i = 0; i < R; i++) {
+      const uint16_t *p = w + i * cols + c;
+      if (next) _mm_prefetch((const char *)(next + i * cols + c), _MM_HINT_T1);
+      else if (T == 1) _mm_prefetch((const char *)p + BF16_PREFETCH_BYTES, _MM_HINT_T0);
+      bits[i] = _mm512_loadu_si512((const void *)p);
+    }
+    for (int half = 0; half < 2; half++) {
+      __m512 wv[BATCH_ROWS];
+      for (int i = 0; i < R; i++) {
+        wv[i] = _mm512_castsi512_ps(half == 0 ? _mm512_slli_epi32(bits[i], 16) : _mm512_and_si512(bits[i], odd_mask));
+      }
+      for (int j = 0; j < T; j++) {
+        __m512 xv = _mm512_loadu_ps(xs + j * cols + c + half * HALF);
+        /* One load per token vector for all R rows, not one folded into each row's FMA. */
+        if (R > 1) __asm__("" : "+v"(xv));
+        for (int i = 0; i < R; i++) acc[i][j][half] = _mm512_fmadd_ps(wv[i], xv, acc[i][j][half]);
+      }
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) {
+      const float dot = hsum_f32x16(_mm512_add_ps(acc[i][j][0], acc[i][j][1]));
+      y[j * y_stride + i] = dot + bf16_tail(w + i * cols, x + j * cols, whole, cols) + bias[i];
+    }
+  }
+}
+
+/* One token: DECODE_ROWS rows at a time. A batch: BATCH_ROWS rows against BATCH_TOKENS tokens at
+ * a time, then the leftover tokens; then the leftover rows one by one. Either way the next block
+ * of rows is fetched meanwhile. */
+AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  const uint16_t *w = a->weights;
+  float *xs = kernel_thread_buffer((size_t)(a->num_tokens * a->cols));
+  assert(xs);
+  for (int64_t t = 0; t < a->num_tokens; t++) bf16_split_x32(xs + t * a->cols, a->x + t * a->cols, a->cols);
+  float bias[BF16_BIAS_CHUNK];
+  for (int64_t chunk = row_begin; chunk < row_end; chunk += BF16_BIAS_CHUNK) {
+    const int64_t chunk_end = chunk + BF16_BIAS_CHUNK < row_end ? chunk + BF16_BIAS_CHUNK : row_end;
+    for (int64_t r = chunk; r < chunk_end; r++) bias[r - chunk] = matmul_bias_f32(a, r);
+/* Rows [r, r + R) against tokens [t, t + T), fetching `next` meanwhile. */
+#define BF16_BLOCK(R, T, next)                                                                                   \
+  bf16_block(w + r * a->cols, xs + t * a->cols, a->x + t * a->cols, a->cols, a->y + t * a->rows + r, a->rows,      \
+             bias + (r - chunk), next, R, T)
+    int64_t r = chunk;
+    if (a->num_tokens == 1) {
+      const int64_t t = 0;
+      for (; r + DECODE_ROWS <= chunk_end; r += DECODE_ROWS) {
+        const uint16_t *next = r + 2 * DECODE_ROWS <= row_end ? w + (r + DECODE_ROWS) * a->cols : NULL;
+        BF16_BLOCK(DECODE_ROWS, 1, next);
+      }
+      for (; r < chunk_end; r++) BF16_BLOCK(1, 1, NULL);
+      continue;
+    }
+    for (; r + BATCH_ROWS <= chunk_end; r += BATCH_ROWS) {
+      const uint16_t *next = r + 2 * BATCH_ROWS <= row_end ? w + (r + BATCH_ROWS) * a->cols : NULL;
+      int64_t t = 0;
+      for (; t + BATCH_TOKENS <= a->num_tokens; t += BATCH_TOKENS) BF16_BLOCK(BATCH_ROWS, BATCH_TOKENS, t == 0 ? next : NULL);
+      const uint16_t *fetch = t == 0 ? next : NULL;
+      switch (a->num_tokens - t) {
+        case 2: BF16_BLOCK(BATCH_ROWS, 2, fetch); break;
+        case 1: BF16_BLOCK(BATCH_ROWS, 1, fetch); break;
+        default: break;
+      }
+    }
+    for (; r < chunk_end; r++) {
+      int64_t t = 0;
+      for (; t + BATCH_TOKENS <= a->num_tokens; t += BATCH_TOKENS) BF16_BLOCK(1, BATCH_TOKENS, NULL);
+      for (; t < a->num_tokens; t++) BF16_BLOCK(1, 1, NULL);
+    }
+  }
+}
+#undef BF16_BLOCK
+
+#endif
