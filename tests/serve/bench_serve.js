@@ -44,7 +44,9 @@ async function main(track) {
   const o = options();
   const args = ['--parallel', String(o.parallel), '--queue', '256'];
   if (o.threads) args.push('--threads', String(o.threads));
-  const server = track(await h.startServer({ np: o.np, model: o.model, args }));
+  // Open MPI binds each of up to 2 ranks to one core by default, which would squeeze --threads
+  // onto it: the benchmark leaves placement to the engine.
+  const server = track(await h.startServer({ np: o.np, model: o.model, args, mpirunArgs: ['--bind-to', 'none'] }));
   const rows = [];
   for (const c of o.concurrency) {
     const t0 = Date.now();

@@ -16,8 +16,8 @@ function check(condition, message) {
 }
 
 // Starts a server on `np` ranks; resolves once it logs "ready" with {port, proc, log()}.
-function startServer({ np = 1, model, args = [], readyTimeoutMs = 120000 }) {
-  const argv = ['--oversubscribe', '-np', String(np), '-x', 'OMP_NUM_THREADS=1', '-x', 'OPENBLAS_NUM_THREADS=1',
+function startServer({ np = 1, model, args = [], mpirunArgs = [], readyTimeoutMs = 120000 }) {
+  const argv = ['--oversubscribe', ...mpirunArgs, '-np', String(np), '-x', 'OMP_NUM_THREADS=1', '-x', 'OPENBLAS_NUM_THREADS=1',
                 GPTOSS, 'serve', '--model', model, '--port', '0', ...args];
   const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
                 OMPI_MCA_mpi_yield_when_idle: '1' };
