@@ -465,23 +465,19 @@ static void expert_rows(Transformer *t, const ShardLayerWeights *w, int64_t e, i
       if (s->expert_index[i * K + j] != e) continue;
       s->expert_tokens[count] = (int32_t)i;
       s->expert_token_w[count] = s->expert_weight[i * K + j];
-      memcpy(s->expert_in + count * H, s->h + i * H, (size_t)H * sizeof(float));
       count++;
     }
   }
   if (count == 0) return;
+  gather_rows(s->expert_in, s->h, s->expert_tokens, count, H);
   void (*matmul)(float *, const uint8_t *, const uint8_t *, const uint16_t *, const float *, int64_t, int64_t,
                  int64_t) = stream ? matmul_f32_mxfp4w_stream : matmul_f32_mxfp4w;
   matmul(s->expert_up, w->gate_up_blocks + le * up_blocks * MXFP4_BLOCK_BYTES, w->gate_up_scales + le * up_blocks,
          w->gate_up_bias + le * 2 * I, s->expert_in, count, 2 * I, H);
-  for (int64_t i = 0; i < count; i++) swiglu_interleaved(s->expert_act + i * I, s->expert_up + i * 2 * I, I, (float)c->swiglu_limit);
+  swiglu_rows(s->expert_act, s->expert_up, count, I, (float)c->swiglu_limit);
   matmul(s->expert_out, w->down_blocks + le * down_blocks * MXFP4_BLOCK_BYTES, w->down_scales + le * down_blocks,
          w->down_bias + le * H, s->expert_act, count, H, I);
-  for (int64_t i = 0; i < count; i++) {
-    float *dst = part + s->expert_tokens[i] * H;
-    const float *y = s->expert_out + i * H;
-    for (int64_t d = 0; d < H; d++) dst[d] += s->expert_token_w[i] * y[d];
-  }
+  add_weighted_rows(part, s->expert_tokens, s->expert_token_w, s->expert_out, count, H);
 }
 
 /* The shard's experts over the step's rows, grouped by expert so each expert's weights are read

@@ -44,27 +44,30 @@ static float dot_f32_f32_portable(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
-/* A thread's buffer lives in thread-specific data whose destructor frees it when the thread ends
- * (OpenMP ends threads when a team shrinks). */
+/* A thread's buffers live in thread-specific data whose destructor frees them when the thread
+ * ends (OpenMP ends threads when a team shrinks). Slot 0 is kernel_thread_buffer's, slot 1
+ * kernel_shared_buffer's. */
+enum { BUFFER_SLOTS = 2 };
+
 typedef struct {
-  float *data;
-  size_t capacity;
-} ThreadBuffer;
+  float *data[BUFFER_SLOTS];
+  size_t capacity[BUFFER_SLOTS];
+} ThreadBuffers;
 
 static pthread_key_t g_buffer_key;
 static pthread_once_t g_buffer_key_once = PTHREAD_ONCE_INIT;
 
-static void free_thread_buffer(void *p) {
-  ThreadBuffer *b = p;
-  free(b->data);
+static void free_thread_buffers(void *p) {
+  ThreadBuffers *b = p;
+  for (int slot = 0; slot < BUFFER_SLOTS; slot++) free(b->data[slot]);
   free(b);
 }
 
-static void create_buffer_key(void) { pthread_key_create(&g_buffer_key, free_thread_buffer); }
+static void create_buffer_key(void) { pthread_key_create(&g_buffer_key, free_thread_buffers); }
 
-float *kernel_thread_buffer(size_t floats) {
+static float *thread_buffer_slot(int slot, size_t floats) {
   pthread_once(&g_buffer_key_once, create_buffer_key);
-  ThreadBuffer *b = pthread_getspecific(g_buffer_key);
+  ThreadBuffers *b = pthread_getspecific(g_buffer_key);
   if (!b) {
     b = calloc(1, sizeof *b);
     if (!b || pthread_setspecific(g_buffer_key, b) != 0) {
@@ -72,13 +75,17 @@ float *kernel_thread_buffer(size_t floats) {
       return NULL;
     }
   }
-  if (floats > b->capacity) {
-    free(b->data);
-    b->data = malloc(floats * sizeof *b->data);
-    b->capacity = b->data ? floats : 0;
+  if (floats > b->capacity[slot]) {
+    free(b->data[slot]);
+    b->data[slot] = malloc(floats * sizeof *b->data[slot]);
+    b->capacity[slot] = b->data[slot] ? floats : 0;
   }
-  return b->data;
+  return b->data[slot];
 }
+
+float *kernel_thread_buffer(size_t floats) { return thread_buffer_slot(0, floats); }
+
+float *kernel_shared_buffer(size_t floats) { return thread_buffer_slot(1, floats); }
 
 /* ---- reference versions: element by element, no threads ---- */
 
@@ -147,6 +154,7 @@ typedef struct {
   void (*decode_mxfp4)(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
   MatmulRowsFn rows_f32_bf16w;
   MatmulRowsFn rows_f32_mxfp4w;
+  const GemmKernel *gemm; /* batches' register blocks; NULL: OpenBLAS sgemm */
 } KernelTable;
 
 static const KernelTable KERNELS_PORTABLE = {
@@ -164,15 +172,18 @@ static const KernelTable KERNELS_AVX2 = {
     .decode_mxfp4 = mxfp4_decode_row_avx2,
     .rows_f32_bf16w = matmul_rows_f32_bf16w_avx2,
     .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
+    .gemm = &GEMM_KERNEL_AVX2,
 };
 
-/* AVX-512 only where it pays: the bf16 rows (batched decode's unembedding). */
+/* AVX-512 only where it pays: the bf16 rows (batched decode's unembedding), the prefill blocks and
+ * the MXFP4 decode that feeds them. */
 static const KernelTable KERNELS_AVX512 = {
     .isa = KERNEL_ISA_AVX512,
     .decode_bf16 = bf16_decode_row_avx2,
-    .decode_mxfp4 = mxfp4_decode_row_avx2,
+    .decode_mxfp4 = mxfp4_decode_row_avx512,
     .rows_f32_bf16w = matmul_rows_f32_bf16w_avx512,
     .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
+    .gemm = &GEMM_KERNEL_AVX512,
 };
 #endif
 
@@ -237,15 +248,43 @@ static void matmul_parallel(MatmulRowsFn rows_fn, const MatmulArgs *args) {
 
 /* ---- batches: matrix products on decoded tiles (kernels_gemm.c) ---- */
 
-static void decode_bf16_tile_row(const MatmulArgs *a, int64_t row, float *out) {
-  kernels()->decode_bf16(out, (const uint16_t *)a->weights + row * a->cols, a->cols);
+/* Where column col_begin of weight row `row` starts: the bf16 element, or the MXFP4 block (its
+ * codes at first_block · MXFP4_BLOCK_BYTES, its scale at first_block). */
+static const uint16_t *bf16_tile_row_at(const MatmulArgs *a, int64_t row, int64_t col_begin) {
+  return (const uint16_t *)a->weights + row * a->cols + col_begin;
 }
 
-static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, float *out) {
-  const int64_t blocks_per_row = a->cols / MXFP4_BLOCK_ELEMS;
-  kernels()->decode_mxfp4(out, (const uint8_t *)a->weights + row * blocks_per_row * MXFP4_BLOCK_BYTES,
-                          a->scales + row * blocks_per_row, a->cols);
+static int64_t mxfp4_tile_row_block(const MatmulArgs *a, int64_t row, int64_t col_begin) {
+  return row * (a->cols / MXFP4_BLOCK_ELEMS) + col_begin / MXFP4_BLOCK_ELEMS;
 }
+
+static void decode_bf16_tile_row(const MatmulArgs *a, int64_t row, int64_t col_begin, int64_t num_cols, float *out) {
+  kernels()->decode_bf16(out, bf16_tile_row_at(a, row, col_begin), num_cols);
+}
+
+static void decode_mxfp4_tile_row(const MatmulArgs *a, int64_t row, int64_t col_begin, int64_t num_cols, float *out) {
+  const int64_t first_block = mxfp4_tile_row_block(a, row, col_begin);
+  kernels()->decode_mxfp4(out, (const uint8_t *)a->weights + first_block * MXFP4_BLOCK_BYTES, a->scales + first_block,
+                          num_cols);
+}
+
+/* Every cache line of [p, p + bytes): into L2, where the next slice of a tile will be decoded from. */
+static void fetch_bytes(const void *p, size_t bytes) {
+  for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch((const char *)p + offset, 0, 2);
+}
+
+static void fetch_bf16_tile_row(const MatmulArgs *a, int64_t row, int64_t col_begin, int64_t num_cols) {
+  fetch_bytes(bf16_tile_row_at(a, row, col_begin), (size_t)num_cols * sizeof(uint16_t));
+}
+
+static void fetch_mxfp4_tile_row(const MatmulArgs *a, int64_t row, int64_t col_begin, int64_t num_cols) {
+  const int64_t first_block = mxfp4_tile_row_block(a, row, col_begin);
+  fetch_bytes((const uint8_t *)a->weights + first_block * MXFP4_BLOCK_BYTES, (size_t)(num_cols / 2));
+  fetch_bytes(a->scales + first_block, (size_t)(num_cols / MXFP4_BLOCK_ELEMS));
+}
+
+static const TileRowFns BF16_TILE_ROWS = {decode_bf16_tile_row, fetch_bf16_tile_row};
+static const TileRowFns MXFP4_TILE_ROWS = {decode_mxfp4_tile_row, fetch_mxfp4_tile_row};
 
 void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
                       int64_t num_tokens, int64_t rows, int64_t cols) {
@@ -254,7 +293,7 @@ void matmul_f32_bf16w(float *y, const uint16_t *w, const uint16_t *bias, const f
     matmul_f32_bf16w_stream(y, w, bias, x, num_tokens, rows, cols);
     return;
   }
-  matmul_gemm_f32(&args, decode_bf16_tile_row);
+  matmul_gemm_f32(&args, &BF16_TILE_ROWS, kernels()->gemm);
 }
 
 void matmul_f32_bf16w_stream(float *y, const uint16_t *w, const uint16_t *bias, const float *x,
@@ -284,7 +323,7 @@ void matmul_f32_mxfp4w(float *y, const uint8_t *blocks, const uint8_t *scales, c
     matmul_f32_mxfp4w_stream(y, blocks, scales, bias, x, num_tokens, rows, cols);
     return;
   }
-  matmul_gemm_f32(&args, decode_mxfp4_tile_row);
+  matmul_gemm_f32(&args, &MXFP4_TILE_ROWS, kernels()->gemm);
 }
 
 /* ---- elementwise ---- */
@@ -307,6 +346,28 @@ void swiglu_interleaved(float *out, const float *u, int64_t num_pairs, float lim
     const float up = fminf(fmaxf(u[2 * j + 1], -limit), limit);
     const float glu = gate / (1.0f + expf(-1.702f * gate));
     out[j] = glu * (up + 1.0f);
+  }
+}
+
+/* Below this many rows a parallel region costs more than it saves (decode's one to a few rows). */
+enum { ROWS_PARALLEL_MIN = 16 };
+
+void swiglu_rows(float *out, const float *u, int64_t rows, int64_t num_pairs, float limit) {
+#pragma omp parallel for schedule(static) if (rows >= ROWS_PARALLEL_MIN)
+  for (int64_t i = 0; i < rows; i++) swiglu_interleaved(out + i * num_pairs, u + i * 2 * num_pairs, num_pairs, limit);
+}
+
+void gather_rows(float *dst, const float *src, const int32_t *index, int64_t n, int64_t width) {
+#pragma omp parallel for schedule(static) if (n >= ROWS_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) memcpy(dst + i * width, src + (int64_t)index[i] * width, (size_t)width * sizeof *dst);
+}
+
+void add_weighted_rows(float *dst, const int32_t *index, const float *weight, const float *src, int64_t n,
+                       int64_t width) {
+#pragma omp parallel for schedule(static) if (n >= ROWS_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) {
+    float *row = dst + (int64_t)index[i] * width;
+    for (int64_t d = 0; d < width; d++) row[d] += weight[i] * src[i * width + d];
   }
 }
 

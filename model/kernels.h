@@ -88,6 +88,18 @@ void rmsnorm_f32_bf16w(float *out, const float *x, const uint16_t *weight, int64
  * out[j] = min(gate, limit)·σ(1.702·min(gate, limit))·(clamp(up, ±limit) + 1). */
 void swiglu_interleaved(float *out, const float *u, int64_t num_pairs, float limit);
 
+/* swiglu_interleaved for `rows` rows (out: [rows, num_pairs], u: [rows, 2·num_pairs]); rows go to
+ * threads when there are enough of them (the same bits either way: each element alone). */
+void swiglu_rows(float *out, const float *u, int64_t rows, int64_t num_pairs, float limit);
+
+/* dst[i] = src[index[i]] for i < n, rows of `width` floats (threads as above). */
+void gather_rows(float *dst, const float *src, const int32_t *index, int64_t n, int64_t width);
+
+/* dst[index[i]] += weight[i] · src[i] for i < n, rows of `width` floats; the index rows must be
+ * distinct (threads as above: each dst row has one writer). */
+void add_weighted_rows(float *dst, const int32_t *index, const float *weight, const float *src, int64_t n,
+                       int64_t width);
+
 /* Indices of the k largest values (descending; ties: lowest index), softmax over those k. */
 void topk_softmax(const float *logits, int64_t n, int64_t k, int32_t *index_out, float *weight_out);
 

@@ -180,10 +180,8 @@ static const int8_t PAIR_ELEMENT[PAIR_VECTORS][4] = {
     {1, 5, 9, 13},  {3, 7, 11, 15},  {17, 21, 25, 29}, {19, 23, 27, 31}, /* high nibbles */
 };
 
-/* E8M0 scale code -> fp32 bits of 2^(code - 127): code 0 is the subnormal 2^-127 and 255 is inf,
- * as ldexpf gives in the portable path. A table, because this runs once per block. */
-#define SCALE_BITS(s) ((s) ? (uint32_t)(s) << 23 : 0x00400000u)
-#define SCALE_BITS4(s) SCALE_BITS(s), SCALE_BITS(s + 1), SCALE_BITS(s + 2), SCALE_BITS(s + 3)
+/* MXFP4_SCALE_BITS_OF for every code: a table, because this runs once per block. */
+#define SCALE_BITS4(s) MXFP4_SCALE_BITS_OF(s), MXFP4_SCALE_BITS_OF(s + 1), MXFP4_SCALE_BITS_OF(s + 2), MXFP4_SCALE_BITS_OF(s + 3)
 #define SCALE_BITS16(s) SCALE_BITS4(s), SCALE_BITS4(s + 4), SCALE_BITS4(s + 8), SCALE_BITS4(s + 12)
 #define SCALE_BITS64(s) SCALE_BITS16(s), SCALE_BITS16(s + 16), SCALE_BITS16(s + 32), SCALE_BITS16(s + 48)
 static const uint32_t MXFP4_SCALE_BITS[256] = {SCALE_BITS64(0), SCALE_BITS64(64), SCALE_BITS64(128),
@@ -321,4 +319,17 @@ AVX2_FN void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *a, int64_t row_begin,
     }
   }
 }
+/* ================= packed GEMM block (prefill): kernels_gemm_block.h ================= */
+#define GEMM_FN AVX2_FN
+#define GEMM_VEC __m256
+#define GEMM_VECTOR 8
+#define GEMM_LOAD _mm256_loadu_ps
+#define GEMM_STORE _mm256_storeu_ps
+#define GEMM_ZERO _mm256_setzero_ps
+#define GEMM_FMADD _mm256_fmadd_ps
+#define GEMM_BROADCAST(p) _mm256_broadcast_ss(p)
+#define GEMM_ROWS 6
+#define GEMM_KERNEL GEMM_KERNEL_AVX2
+#include "model/kernels_gemm_block.h"
+
 #endif

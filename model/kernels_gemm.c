@@ -1,28 +1,37 @@
-/* The batched (prefill) kernels, as OpenBLAS matrix products: the packed matmuls on weight tiles
- * decoded to fp32 (kernels.c sends batches of MATMUL_GEMM_MIN_TOKENS or more here), and the
- * attention of a chunk of queries (attention_chunk_f32). Runs on every rank; OpenMP threads each
- * take whole work items and OpenBLAS runs single-threaded inside them. Single tokens (decode
- * matmuls) never come here: they stream the packed rows (kernels.c, kernels_avx2.c).
+/* The batched (prefill) kernels: the packed matmuls on weight tiles decoded to fp32 (kernels.c
+ * sends batches of MATMUL_GEMM_MIN_TOKENS or more here), and the attention of a chunk of queries
+ * (attention_chunk_f32, OpenBLAS sgemm). Runs on every rank; OpenMP threads each take whole work
+ * items and OpenBLAS runs single-threaded inside them. Single tokens (decode matmuls) never come
+ * here: they stream the packed rows (kernels.c, kernels_avx2.c).
  *
- * Measured with tests/bench_kernels --batch (2 threads, best of 9, two runs; 2-core AVX-512 VM,
- * OpenBLAS 0.3.21), as a fraction of one plain sgemm of the same shape on fp32 weights with
- * OpenBLAS on 2 threads — the compute bound:
- *   shape (tokens x rows x cols)   before (64-row tiles, static   now
- *                                  split, portable MXFP4 decode)
- *   bf16  q        512 x 512x2880  0.72-0.76                       0.82-0.86
- *   bf16  k, v     512 x 64x2880   0.26-0.61 (one tile: 1 thread)  1.12-1.16
- *   bf16  o_proj   512 x 2880x512  0.74-0.75                       0.84-0.88
- *   mxfp4 gate_up   64 x 5760x2880 0.62-0.65                       0.80-0.89
- *   mxfp4 down      64 x 2880x2880 0.62-0.63                       0.77-0.81
+ * The matmuls run in our own register blocks (kernels_gemm_block.h) on the AVX2 and AVX-512
+ * kernels, and as OpenBLAS sgemm on decoded tiles with the portable ones. Why our own: OpenBLAS
+ * 0.3.21 runs its AVX2 ("Haswell") sgemm on CPUs it does not know (Zen 5: AMD family 26) and
+ * repacks each tile's weights and tokens per call; and its summation order is its own. Ours packs
+ * the tokens once per call, decodes the weights one 256-column slice at a time into L2, and gives
+ * every output one FMA chain in column order — the same bits on either ISA, whatever the batch.
+ * Measured with tests/bench_kernels --batch --threads 1 (AMD EPYC Zen 5, 2-core VM, best of 9,
+ * two runs), against one plain OpenBLAS sgemm of the same shape on fp32 weights:
+ *   shape (tokens x rows x cols)   GFLOP/s, one thread         x plain sgemm
+ *   bf16  q        512 x 512x2880  167-180                      1.59-1.66
+ *   mxfp4 gate_up   64 x 5760x2880 169-174 (OpenBLAS tiles: ~90) 1.89-1.95
+ *   mxfp4 down      64 x 2880x2880 174-190                      1.97-2.02
+ *   mxfp4 gate_up   16 x 5760x2880 71-74                        1.36-1.45
+ * The MXFP4 tiles are decoded with AVX-512 where there is AVX-512 (a third of AVX2's instructions:
+ * 150 -> 170 GFLOP/s at 64 tokens). In the engine, fetching each tile's next slice ahead (its bytes
+ * are scattered over the tile's rows, too little per row for the hardware prefetcher) cut the
+ * decode's share of a 512-token prefill from 18 % to 10 %. At 48 tokens a call runs 124 GFLOP/s,
+ * at 16 tokens 71: a group's empty lanes cost as much as full ones.
+ *
+ * Earlier, with OpenBLAS on every ISA (2 threads, 2-core AVX-512 Intel VM), as a fraction of plain
+ * sgemm: q 0.82-0.86, k/v 1.12-1.16, o_proj 0.84-0.88, gate_up (64 tokens) 0.80-0.89, down
+ * 0.77-0.81.
  *   attention, 512 queries x 8 heads: causal from 0: 5.0 -> 2.2 ms (plain QKᵀ and PV over all
  *   keys: 2.6 ms); after 3584 cached keys: 48-51 -> 28 ms (plain: 22 ms).
- * (The MXFP4 gain needs kernels_avx2.c's natural-order decode; with the portable one the tiles
- * spend as long decoding as multiplying.)
  * Threads: OpenMP over tiles with OpenBLAS on one thread ran 2x faster than tiles one after
  * another with OpenBLAS on 2 threads (64 x 5760x2880: 191 vs 96 GFLOP/s; 512 x 512x2880: 281 vs
  * 142) — OpenBLAS does not split products this small well — and the fixed items keep results
- * independent of the thread count. A hand-written AVX2 kernel would top out at half the FMA rate
- * of OpenBLAS's AVX-512 sgemm on this CPU. */
+ * independent of the thread count. */
 #include "model/kernels_gemm.h"
 
 #include <assert.h>
@@ -84,7 +93,7 @@ static void gemm_item_f32(const MatmulArgs *a, DecodeTileRowFn decode_row, const
   const int64_t i = item / g->num_blocks, first_row = i * g->tile_rows, n = min_i64(g->tile_rows, a->rows - first_row);
   const int64_t first_token = (item % g->num_blocks) * GEMM_TOKEN_BLOCK;
   if (*decoded_tile != i) {
-    for (int64_t r = 0; r < n; r++) decode_row(a, first_row + r, tile + r * a->cols);
+    for (int64_t r = 0; r < n; r++) decode_row(a, first_row + r, 0, a->cols, tile + r * a->cols);
     *decoded_tile = i;
   }
   gemm_tile_f32(a, tile, first_row, n, first_token, min_i64(GEMM_TOKEN_BLOCK, a->num_tokens - first_token));
@@ -96,13 +105,17 @@ static void gemm_item_f32(const MatmulArgs *a, DecodeTileRowFn decode_row, const
  * would find none left, and a static split is faster (k and v: 2 items). */
 enum { GEMM_DYNAMIC_ITEMS_PER_THREAD = 4 };
 
-void matmul_gemm_f32(const MatmulArgs *a, DecodeTileRowFn decode_row) {
+static bool gemm_items_dynamic(int64_t num_items) {
+  return num_items >= GEMM_DYNAMIC_ITEMS_PER_THREAD * omp_get_max_threads();
+}
+
+static void matmul_sgemm_f32(const MatmulArgs *a, DecodeTileRowFn decode_row) {
   blas_single_threaded();
   GemmItems g = {.tile_rows = gemm_tile_rows(a->rows, a->cols)};
   g.num_tiles = (a->rows + g.tile_rows - 1) / g.tile_rows;
   g.num_blocks = (a->num_tokens + GEMM_TOKEN_BLOCK - 1) / GEMM_TOKEN_BLOCK;
   const int64_t num_items = g.num_tiles * g.num_blocks;
-  const bool dynamic = num_items >= GEMM_DYNAMIC_ITEMS_PER_THREAD * omp_get_max_threads();
+  const bool dynamic = gemm_items_dynamic(num_items);
 #pragma omp parallel
   {
     float *tile = kernel_thread_buffer((size_t)(g.tile_rows * a->cols));
@@ -116,6 +129,112 @@ void matmul_gemm_f32(const MatmulArgs *a, DecodeTileRowFn decode_row) {
       for (int64_t item = 0; item < num_items; item++) gemm_item_f32(a, decode_row, &g, item, tile, &decoded_tile);
     }
   }
+}
+
+/* ---- matmuls in our own register blocks ----
+ * The tokens are packed once per call, in groups of the kernel's token_lanes: group g holds
+ * xp[g][c][l] = x[g·lanes + l][c] (zero past the last token), so a block reads one contiguous
+ * vector of tokens per column. A work item is a tile of rows against a block of GEMM_TOKEN_BLOCK
+ * tokens; it goes along the columns in slices of PACKED_COLS: decodes the slice of its rows
+ * (PACKED_TILE_ROWS x PACKED_COLS fp32, in L2) and asks for the next slice's packed bytes, then
+ * runs every token group against it, the group's
+ * slice (PACKED_COLS x lanes, in L1) reused by all the tile's rows. The accumulators go to memory
+ * between slices, so every output stays one FMA chain in column order. */
+enum { PACKED_COLS = 256, PACKED_TILE_BLOCKS = 8 };
+
+typedef struct {
+  const MatmulArgs *a;
+  const TileRowFns *tile_rows_fns;
+  const GemmKernel *kernel;
+  float *xp;                       /* [num_groups, cols, lanes] */
+  int64_t num_groups, tile_rows, num_tiles, groups_per_block, num_blocks;
+} PackedGemm;
+
+static void pack_token_group(const PackedGemm *g, int64_t group) {
+  const MatmulArgs *a = g->a;
+  const int64_t lanes = g->kernel->token_lanes, first = group * lanes, n = min_i64(lanes, a->num_tokens - first);
+  float *xp = g->xp + group * a->cols * lanes;
+  for (int64_t c0 = 0; c0 < a->cols; c0 += 16) {
+    const int64_t c1 = min_i64(c0 + 16, a->cols);
+    for (int64_t l = 0; l < lanes; l++) {
+      const float *x = a->x + (first + l) * a->cols;
+      for (int64_t c = c0; c < c1; c++) xp[c * lanes + l] = l < n ? x[c] : 0.0f;
+    }
+  }
+}
+
+/* acc[(group · tile rows + r) · lanes + l]: row first_row + r against token (first group + group)
+ * · lanes + l, plus the bias, into y. */
+static void store_packed_tile(const PackedGemm *g, const float *acc, int64_t first_row, int64_t n, int64_t first_group,
+                              int64_t num_groups) {
+  const MatmulArgs *a = g->a;
+  const int64_t lanes = g->kernel->token_lanes;
+  for (int64_t group = 0; group < num_groups; group++) {
+    for (int64_t l = 0; l < lanes; l++) {
+      const int64_t t = (first_group + group) * lanes + l;
+      if (t >= a->num_tokens) break;
+      float *y = a->y + t * a->rows + first_row;
+      for (int64_t r = 0; r < n; r++) y[r] = acc[(group * n + r) * lanes + l] + matmul_bias_f32(a, first_row + r);
+    }
+  }
+}
+
+static void packed_item(const PackedGemm *g, int64_t item, float *tile, float *acc) {
+  const MatmulArgs *a = g->a;
+  const GemmKernel *k = g->kernel;
+  const int64_t first_row = item / g->num_blocks * g->tile_rows, n = min_i64(g->tile_rows, a->rows - first_row);
+  const int64_t first_group = item % g->num_blocks * g->groups_per_block;
+  const int64_t num_groups = min_i64(g->groups_per_block, g->num_groups - first_group);
+  for (int64_t c0 = 0; c0 < a->cols; c0 += PACKED_COLS) {
+    const int64_t width = min_i64(PACKED_COLS, a->cols - c0);
+    for (int64_t r = 0; r < n; r++) g->tile_rows_fns->decode(a, first_row + r, c0, width, tile + r * width);
+    /* The rows' next slice is scattered over n rows, too few bytes each for the hardware
+     * prefetcher to see a stream: ask for it while this slice is multiplied. */
+    const int64_t next = c0 + PACKED_COLS, next_width = min_i64(PACKED_COLS, a->cols - next);
+    for (int64_t r = 0; next < a->cols && r < n; r++) g->tile_rows_fns->fetch(a, first_row + r, next, next_width);
+    for (int64_t group = 0; group < num_groups; group++) {
+      const float *xp = g->xp + (first_group + group) * a->cols * k->token_lanes + c0 * k->token_lanes;
+      for (int64_t r = 0; r < n; r += k->max_rows) {
+        k->block(xp, tile + r * width, width, width, acc + (group * n + r) * k->token_lanes,
+                 (int)min_i64(k->max_rows, n - r), c0 > 0);
+      }
+    }
+  }
+  store_packed_tile(g, acc, first_row, n, first_group, num_groups);
+}
+
+static void matmul_packed_f32(const MatmulArgs *a, const TileRowFns *tile_rows, const GemmKernel *kernel) {
+  const int64_t lanes = kernel->token_lanes;
+  PackedGemm g = {.a = a, .tile_rows_fns = tile_rows, .kernel = kernel};
+  g.num_groups = (a->num_tokens + lanes - 1) / lanes;
+  g.tile_rows = min_i64(a->rows, (int64_t)kernel->max_rows * PACKED_TILE_BLOCKS);
+  g.num_tiles = (a->rows + g.tile_rows - 1) / g.tile_rows;
+  g.groups_per_block = GEMM_TOKEN_BLOCK / lanes;
+  g.num_blocks = (g.num_groups + g.groups_per_block - 1) / g.groups_per_block;
+  g.xp = kernel_shared_buffer((size_t)(g.num_groups * a->cols * lanes));
+  assert(g.xp);
+  const int64_t num_items = g.num_tiles * g.num_blocks;
+  const bool dynamic = gemm_items_dynamic(num_items);
+#pragma omp parallel
+  {
+    float *tile = kernel_thread_buffer((size_t)(g.tile_rows * (PACKED_COLS + g.groups_per_block * lanes)));
+    assert(tile);
+    float *acc = tile + g.tile_rows * PACKED_COLS;
+#pragma omp for schedule(static)
+    for (int64_t group = 0; group < g.num_groups; group++) pack_token_group(&g, group);
+    if (dynamic) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < num_items; item++) packed_item(&g, item, tile, acc);
+    } else {
+#pragma omp for schedule(static)
+      for (int64_t item = 0; item < num_items; item++) packed_item(&g, item, tile, acc);
+    }
+  }
+}
+
+void matmul_gemm_f32(const MatmulArgs *a, const TileRowFns *tile_rows, const GemmKernel *kernel) {
+  if (kernel) matmul_packed_f32(a, tile_rows, kernel);
+  else matmul_sgemm_f32(a, tile_rows->decode);
 }
 
 /* ---- attention for a chunk of queries ---- */

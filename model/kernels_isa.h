@@ -42,6 +42,29 @@ static inline float bf16_tail(const uint16_t *w, const float *x, int64_t from, i
  * hold it across another kernel call. NULL if out of memory. */
 float *kernel_thread_buffer(size_t floats);
 
+/* The calling thread's second buffer, for data it prepares before a parallel region and the
+ * region's threads then read (kernels_gemm.c's packed tokens). Same rules otherwise. */
+float *kernel_shared_buffer(size_t floats);
+
+/* A packed-GEMM register block (kernels_gemm.c drives it): for rows r < num_rows and lanes
+ * l < token_lanes,
+ *   acc[r·token_lanes + l] = fma(w[r·ldw + kc-1], xp[(kc-1)·token_lanes + l], ... fma(w[r·ldw],
+ *                            xp[l], accumulate ? acc[r·token_lanes + l] : 0) ...)
+ * one fused multiply-add per k in order, so an output's bits depend on nothing but its own row
+ * and token: not on the ISA, the lane, the block or the rest of the batch. */
+typedef void (*GemmBlockFn)(const float *xp, const float *w, int64_t ldw, int64_t kc, float *acc, int num_rows,
+                            int accumulate);
+
+typedef struct {
+  int token_lanes; /* tokens side by side in registers (a multiple of the vector width) */
+  int max_rows;    /* rows one call takes at most */
+  GemmBlockFn block;
+} GemmKernel;
+
+/* E8M0 scale code -> fp32 bits of 2^(code - 127): code 0 is the subnormal 2^-127 and 255 is inf,
+ * as ldexpf gives in the portable path. A constant expression, for the SIMD kernels' tables. */
+#define MXFP4_SCALE_BITS_OF(code) ((code) ? (uint32_t)(code) << 23 : 0x00400000u)
+
 #if defined(__x86_64__) || defined(__i386__)
 #define GPTOSS_HAVE_AVX2_KERNELS 1
 /* kernels_avx2.c: call only where the CPU has AVX2 and FMA. */
@@ -49,8 +72,11 @@ void bf16_decode_row_avx2(float *out, const uint16_t *row, int64_t cols);
 void mxfp4_decode_row_avx2(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
 void matmul_rows_f32_bf16w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 void matmul_rows_f32_mxfp4w_avx2(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+extern const GemmKernel GEMM_KERNEL_AVX2;
 /* kernels_avx512.c: call only where the CPU also has AVX-512F and AVX-512BW. */
 void matmul_rows_f32_bf16w_avx512(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
+extern const GemmKernel GEMM_KERNEL_AVX512;
+void mxfp4_decode_row_avx512(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
 #else
 #define GPTOSS_HAVE_AVX2_KERNELS 0
 #endif

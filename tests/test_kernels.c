@@ -200,21 +200,24 @@ typedef struct {
 /* num_tokens 1 and > 1; rows that are not multiples of 8 (or of the thread count); cols with
  * odd block counts (2880 = 90 blocks, 96 = 3) and, for bf16, cols that are not multiples of 32.
  * The batches of MATMUL_GEMM_MIN_TOKENS or more (matrix products on decoded tiles) include
- * several row tiles with a ragged last one (128-row tiles at 2880 columns; narrower ones at 8192),
- * several token blocks of 256 with a ragged last one, and enough tiles (13, 14) that 1-3 threads
+ * several row tiles with a ragged last one (sgemm: 128-row tiles at 2880 columns, narrower ones
+ * at 8192; packed: 8 register blocks of rows — AVX-512 14 rows of 32 tokens, AVX2 6 of 16), token
+ * counts that leave a partial group of lanes, column counts that leave a partial slice
+ * of 256 (2880, 8192 not, 100, 31), several token blocks of 256 with a ragged last one, and enough tiles (13, 14) that 1-3 threads
  * take them dynamically as well as few enough that they split them statically. The streamed bf16
  * batches cover every leftover of the register blocks (AVX2: 2 rows x 3 tokens; AVX-512: 4 x 3,
  * 32-element groups): 6 to 9 tokens, as batched decode runs them, and cols below one group. */
 static const Shape MXFP4_SHAPES[] = {
     {1, 1, 32, 0},   {1, 7, 64, 1},    {1, 13, 96, 1},  {3, 13, 96, 0},   {2, 5, 32, 1},
     {5, 33, 320, 1}, {1, 67, 2880, 1}, {4, 19, 2880, 0}, {17, 9, 160, 1}, {8, 3, 96, 0},
-    {70, 300, 2880, 1}, {300, 20, 96, 1}, {12, 1700, 2880, 0},
+    {70, 300, 2880, 1}, {300, 20, 96, 1}, {12, 1700, 2880, 0}, {30, 61, 2880, 1}, {64, 130, 2880, 0},
 };
 static const Shape BF16_SHAPES[] = {
     {1, 1, 1, 0},     {1, 3, 7, 1},      {2, 5, 8, 0},      {1, 9, 33, 1},    {3, 11, 40, 1},
     {1, 13, 64, 0},   {4, 7, 95, 1},     {1, 67, 2880, 1},  {5, 21, 2880, 0}, {2, 6, 4096, 1},
     {17, 10, 100, 1}, {300, 530, 256, 1}, {9, 100, 8192, 0}, {520, 64, 64, 1}, {9, 1600, 2880, 1},
-    {6, 9, 96, 1},    {7, 10, 200, 0},   {8, 23, 2880, 1},  {8, 6, 31, 0},
+    {6, 9, 96, 1},    {7, 10, 200, 0},   {8, 23, 2880, 1},  {8, 6, 31, 0},    {30, 29, 300, 0},
+    {64, 130, 2880, 1},
 };
 
 /* Σ|w·x| + |bias| per output, the scale MATMUL_TOL is relative to; w given decoded. */
@@ -225,6 +228,25 @@ static void check_against_ref(const float *y, const float *y_ref, const float *w
       double magnitude = bias ? fabs(bf16_to_f32(bias[r])) : 0.0;
       for (int64_t c = 0; c < s->cols; c++) magnitude += fabs((double)w_f32[r * s->cols + c] * x[t * s->cols + c]);
       assert_close(y[t * s->rows + r], y_ref[t * s->rows + r], MATMUL_TOL * magnitude, what, t * s->rows + r);
+    }
+  }
+}
+
+/* Batches of MATMUL_GEMM_MIN_TOKENS or more on the AVX2 and AVX-512 kernels (their own register
+ * blocks, kernels_gemm.c): every output is exactly one fmaf chain over the columns in order, then
+ * the bias — the same bits on either ISA and whatever else shares the batch. */
+static void check_packed_exact(KernelIsa isa, const float *y, const float *w_f32, const uint16_t *bias, const float *x,
+                               const Shape *s, const char *what) {
+  if (isa == KERNEL_ISA_PORTABLE || s->num_tokens < MATMUL_GEMM_MIN_TOKENS) return;
+  for (int64_t t = 0; t < s->num_tokens; t++) {
+    for (int64_t r = 0; r < s->rows; r++) {
+      float chain = 0.0f;
+      for (int64_t c = 0; c < s->cols; c++) chain = fmaf(w_f32[r * s->cols + c], x[t * s->cols + c], chain);
+      const float expected = chain + (bias ? bf16_to_f32(bias[r]) : 0.0f);
+      if (f32_bits(y[t * s->rows + r]) != f32_bits(expected)) {
+        fail_msg("%s: output [%lld, %lld] = %.9g is not the column-order FMA chain %.9g", what, (long long)t,
+                 (long long)r, y[t * s->rows + r], expected);
+      }
     }
   }
 }
@@ -302,6 +324,7 @@ static void check_matmul_bf16w(KernelIsa isa, const Shape *s) {
   matmul_f32_bf16w(y, w, b, x, s->num_tokens, s->rows, s->cols);
   matmul_f32_bf16w_ref(y_ref, w, b, x, s->num_tokens, s->rows, s->cols);
   check_against_ref(y, y_ref, w_f32, b, x, s, what);
+  check_packed_exact(isa, y, w_f32, b, x, s, what);
   check_deterministic(matmul_bf16w_engine, y, w, b, x, s, what);
   check_stream_batch_invariant(matmul_bf16w_stream_engine, y_ref, w_f32, w, b, x, s, what);
   free(w), free(bias), free(w_f32), free(x), free(y), free(y_ref);
@@ -360,6 +383,7 @@ static void check_matmul_mxfp4w(KernelIsa isa, const Shape *s, int scale_code) {
   matmul_f32_mxfp4w(y, blocks, scales, b, x, s->num_tokens, s->rows, s->cols);
   matmul_f32_mxfp4w_ref(y_ref, blocks, scales, b, x, s->num_tokens, s->rows, s->cols);
   check_against_ref(y, y_ref, w_f32, b, x, s, what);
+  check_packed_exact(isa, y, w_f32, b, x, s, what);
   const Mxfp4Weights weights = {blocks, scales};
   check_deterministic(matmul_mxfp4w_engine, y, &weights, b, x, s, what);
   check_stream_batch_invariant(matmul_mxfp4w_stream_engine, y_ref, w_f32, &weights, b, x, s, what);
@@ -502,6 +526,44 @@ static void topk_check(const float *logits, int64_t n, int64_t k) {
     weight_sum += weight[i];
   }
   assert_close(weight_sum, 1.0, TOPK_TOL * (double)k, "topk weight sum", 0);
+}
+
+/* The MoE's row helpers on 1-3 threads, at row counts below and above the threshold for threads:
+ * bitwise the serial loops they replace (gather, SwiGLU per row, weighted scatter-add). */
+static void test_moe_row_helpers(void **state) {
+  (void)state;
+  enum { WIDTH = 40, SRC_ROWS = 70 };
+  static const int64_t counts[] = {1, 5, 15, 16, 17, 64};
+  float *src = malloc(SRC_ROWS * WIDTH * sizeof *src), *rows = malloc(SRC_ROWS * WIDTH * sizeof *rows);
+  float *dst = malloc(SRC_ROWS * WIDTH * sizeof *dst), *expected = malloc(SRC_ROWS * WIDTH * sizeof *expected);
+  float *act = malloc(SRC_ROWS * WIDTH / 2 * sizeof *act), *weights = malloc(SRC_ROWS * sizeof *weights);
+  int32_t index[SRC_ROWS];
+  fill_f32(src, SRC_ROWS * WIDTH, 10.0f);
+  fill_f32(weights, SRC_ROWS, 1.0f);
+  for (int i = 0; i < SRC_ROWS; i++) index[i] = (int32_t)((i * 37 + 11) % SRC_ROWS); /* distinct, shuffled */
+  for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+    const int64_t n = counts[c];
+    for (int threads = 1; threads <= 3; threads++) {
+      omp_set_num_threads(threads);
+      gather_rows(rows, src, index, n, WIDTH);
+      for (int64_t i = 0; i < n; i++) assert_memory_equal(rows + i * WIDTH, src + index[i] * WIDTH, WIDTH * sizeof(float));
+      swiglu_rows(act, src, n, WIDTH / 2, 7.0f);
+      for (int64_t i = 0; i < n; i++) {
+        float one[WIDTH / 2];
+        swiglu_interleaved(one, src + i * WIDTH, WIDTH / 2, 7.0f);
+        assert_memory_equal(act + i * WIDTH / 2, one, sizeof one);
+      }
+      memcpy(dst, src, SRC_ROWS * WIDTH * sizeof *dst);
+      memcpy(expected, src, SRC_ROWS * WIDTH * sizeof *expected);
+      add_weighted_rows(dst, index, weights, rows, n, WIDTH);
+      for (int64_t i = 0; i < n; i++) {
+        for (int d = 0; d < WIDTH; d++) expected[index[i] * WIDTH + d] += weights[i] * rows[i * WIDTH + d];
+      }
+      assert_memory_equal(dst, expected, SRC_ROWS * WIDTH * sizeof *dst);
+    }
+  }
+  omp_set_num_threads(2);
+  free(src), free(rows), free(dst), free(expected), free(act), free(weights);
 }
 
 static void test_topk_softmax(void **state) {
@@ -780,6 +842,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_bf16w),     cmocka_unit_test(test_matmul_mxfp4w),
       cmocka_unit_test(test_rmsnorm),          cmocka_unit_test(test_swiglu),
       cmocka_unit_test(test_topk_softmax),     cmocka_unit_test(test_argmax),
+      cmocka_unit_test(test_moe_row_helpers),
       cmocka_unit_test(test_rope_released_config), cmocka_unit_test(test_rope_tables),
       cmocka_unit_test(test_rope_angles),      cmocka_unit_test(test_rope_apply),
       cmocka_unit_test(test_attention_chunk),  cmocka_unit_test(test_attention_softmax_precision),
