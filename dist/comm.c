@@ -82,36 +82,74 @@ Status dist_bcast_idle(void *buf, size_t num_bytes, int root) {
 
 double dist_time(void) { return MPI_Wtime(); }
 
+/* The threshold, from the environment when set there (a test forcing one exchange). */
+static Status reduce_scatter_min_floats(int64_t *out) {
+  const char *env = getenv(DIST_REDUCE_SCATTER_ENV);
+  *out = DIST_REDUCE_SCATTER_MIN_FLOATS;
+  if (!env || !*env) return STATUS_OK;
+  char *end = NULL;
+  const long long v = strtoll(env, &end, 10);
+  if (*end != '\0' || v < 0) {
+    return status_error(STATUS_INVALID_ARGUMENT, "%s=%s: expected a float count >= 0 (0: always reduce-scatter)",
+                        DIST_REDUCE_SCATTER_ENV, env);
+  }
+  *out = (int64_t)v;
+  return STATUS_OK;
+}
+
 Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_shards, int64_t max_floats) {
   memset(r, 0, sizeof *r);
   r->num_shards = num_shards;
   r->num_local_shards = num_local_shards;
   r->max_floats = max_floats;
   MPI_Comm_size(MPI_COMM_WORLD, &r->num_ranks);
+  MPI_Comm_rank(MPI_COMM_WORLD, &r->rank);
   /* Every rank decides the same: whether every rank's block of shards is a tree node. */
   r->pre_reduce = true;
   for (int64_t b = 0; b < num_shards; b += num_local_shards) {
     const Range block = {b, b + num_local_shards};
     r->pre_reduce = r->pre_reduce && plan_tree_has_node(num_shards, block);
   }
-  if (num_local_shards * max_floats > INT_MAX) {
+  /* The reduce-scatter receives every contribution's largest piece: about the same count. */
+  const int64_t contributions = r->pre_reduce ? r->num_ranks : num_shards;
+  const int64_t max_piece = (max_floats + r->num_ranks - 1) / r->num_ranks;
+  if (num_local_shards * max_floats > INT_MAX || contributions * max_piece > INT_MAX) {
     return status_error(STATUS_UNSUPPORTED, "a reduction of %lld floats per rank exceeds MPI's int count; lower --chunk",
                         (long long)(num_local_shards * max_floats));
   }
+  Status st = reduce_scatter_min_floats(&r->reduce_scatter_min_floats);
+  if (st != STATUS_OK) return st;
   r->gathered = malloc((size_t)(num_shards * max_floats) * sizeof *r->gathered);
-  if (!r->gathered) return status_error(STATUS_OUT_OF_MEMORY, "reduction buffer");
+  r->packed = r->pre_reduce ? NULL : malloc((size_t)(num_local_shards * max_floats) * sizeof *r->packed);
+  r->send_counts = malloc(6 * (size_t)r->num_ranks * sizeof *r->send_counts);
+  if (!r->gathered || (!r->pre_reduce && !r->packed) || !r->send_counts) {
+    return status_error(STATUS_OUT_OF_MEMORY, "reduction buffers of %lld floats", (long long)(num_shards * max_floats));
+  }
+  r->send_displs = r->send_counts + r->num_ranks;
+  r->recv_counts = r->send_displs + r->num_ranks;
+  r->recv_displs = r->recv_counts + r->num_ranks;
+  r->piece_counts = r->recv_displs + r->num_ranks;
+  r->piece_displs = r->piece_counts + r->num_ranks;
+  return STATUS_OK;
+}
+
+Status dist_reducer_agree(DistReducer *r) {
+  if (MPI_Bcast(&r->reduce_scatter_min_floats, 1, MPI_INT64_T, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Bcast of the reduce-scatter threshold failed");
+  }
   return STATUS_OK;
 }
 
 void dist_reducer_free(DistReducer *r) {
   free(r->gathered);
-  r->gathered = NULL;
+  free(r->packed);
+  free(r->send_counts);
+  r->gathered = r->packed = NULL;
+  r->send_counts = r->send_displs = r->recv_counts = r->recv_displs = r->piece_counts = r->piece_displs = NULL;
 }
 
-static Status dist_sum_shards(void *ctx, float *local_parts, int64_t n, float *out) {
-  DistReducer *r = ctx;
-  const int64_t block = r->pre_reduce ? r->num_local_shards : 1;
-  if (r->pre_reduce) sum_blocks_tree(local_parts, r->num_local_shards, 1, n);
+/* Every rank's vector(s) to every rank; each finishes the whole tree. */
+static Status allgather_sum(DistReducer *r, const float *local_parts, int64_t block, int64_t n, float *out) {
   const int count = (int)(r->num_local_shards / block * n);
   if (MPI_Allgather(local_parts, count, MPI_FLOAT, r->gathered, count, MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS) {
     return status_error(STATUS_REMOTE_ERROR, "MPI_Allgather of shard partial sums failed");
@@ -120,6 +158,63 @@ static Status dist_sum_shards(void *ctx, float *local_parts, int64_t n, float *o
   memcpy(out, r->gathered, (size_t)n * sizeof *out);
   r->bytes_sent += (uint64_t)count * sizeof(float) * (uint64_t)(r->num_ranks - 1);
   return STATUS_OK;
+}
+
+/* The counts and offsets of one reduce-scatter of n elements, each rank contributing
+ * `per_rank` vectors: piece j of all of them goes to rank j, sent in contribution order, so the
+ * receiver holds [N·per_rank, piece] — the shard-tree's blocks of its piece, in tree order. */
+static void plan_pieces(DistReducer *r, int64_t per_rank, int64_t n) {
+  const Range mine = plan_split(n, r->num_ranks, r->rank);
+  for (int j = 0; j < r->num_ranks; j++) {
+    const Range piece = plan_split(n, r->num_ranks, j);
+    r->piece_counts[j] = (int)range_size(piece);
+    r->piece_displs[j] = (int)piece.begin;
+    r->send_counts[j] = (int)(per_rank * range_size(piece));
+    r->send_displs[j] = (int)(per_rank * piece.begin);
+    r->recv_counts[j] = (int)(per_rank * range_size(mine));
+    r->recv_displs[j] = j * r->recv_counts[j];
+  }
+}
+
+/* Without pre_reduce a rank sends several shards' pieces to each rank: laid out by
+ * destination, so each destination's pieces are one contiguous run of the send buffer. */
+static const float *pack_by_destination(DistReducer *r, const float *local_parts, int64_t n) {
+  if (r->pre_reduce) return local_parts; /* one vector: piece j already sits at piece_displs[j] */
+  const int64_t L = r->num_local_shards;
+  for (int j = 0; j < r->num_ranks; j++) {
+    const int64_t begin = r->piece_displs[j], size = r->piece_counts[j];
+    for (int64_t s = 0; s < L; s++) {
+      memcpy(r->packed + L * begin + s * size, local_parts + s * n + begin, (size_t)size * sizeof *r->packed);
+    }
+  }
+  return r->packed;
+}
+
+static Status reduce_scatter_sum(DistReducer *r, const float *local_parts, int64_t block, int64_t n, float *out) {
+  const int64_t per_rank = r->num_local_shards / block;
+  plan_pieces(r, per_rank, n);
+  const float *send = pack_by_destination(r, local_parts, n);
+  if (MPI_Alltoallv(send, r->send_counts, r->send_displs, MPI_FLOAT, r->gathered, r->recv_counts, r->recv_displs,
+                    MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Alltoallv of shard partial sums failed");
+  }
+  const int mine = r->piece_counts[r->rank];
+  sum_blocks_tree(r->gathered, r->num_shards, block, mine);
+  if (MPI_Allgatherv(r->gathered, mine, MPI_FLOAT, out, r->piece_counts, r->piece_displs, MPI_FLOAT, MPI_COMM_WORLD) !=
+      MPI_SUCCESS) {
+    return status_error(STATUS_REMOTE_ERROR, "MPI_Allgatherv of summed pieces failed");
+  }
+  const uint64_t others = (uint64_t)r->num_ranks - 1;
+  r->bytes_sent += ((uint64_t)(per_rank * (n - mine)) + (uint64_t)mine * others) * sizeof(float);
+  return STATUS_OK;
+}
+
+static Status dist_sum_shards(void *ctx, float *local_parts, int64_t n, float *out) {
+  DistReducer *r = ctx;
+  const int64_t block = r->pre_reduce ? r->num_local_shards : 1;
+  if (r->pre_reduce) sum_blocks_tree(local_parts, r->num_local_shards, 1, n);
+  if (r->num_ranks > 1 && n >= r->reduce_scatter_min_floats) return reduce_scatter_sum(r, local_parts, block, n, out);
+  return allgather_sum(r, local_parts, block, n, out);
 }
 
 ShardReducer dist_reducer_as_shard_reducer(DistReducer *r) {

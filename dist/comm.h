@@ -32,21 +32,47 @@ Status dist_bcast(void *buf, size_t num_bytes, int root);
 Status dist_bcast_idle(void *buf, size_t num_bytes, int root);
 
 /* A ShardReducer over MPI. Where this rank's shards form a node of the shard tree (always when
- * S is a power of two), each rank first adds its own shards in the tree's shape and the ranks
- * exchange one vector each; otherwise they exchange every shard's partial. Every rank then
- * finishes the tree in the same order: all get bitwise the same sum, and the same sum for any
- * rank count. */
+ * S is a power of two), each rank first adds its own shards in the tree's shape and contributes
+ * one vector; otherwise it contributes every shard's partial. The tree is then finished in the
+ * same order everywhere: all ranks get bitwise the same sum, and the same sum for any rank count.
+ *
+ * Two exchanges give that sum. Short vectors (decode) are allgathered whole and every rank
+ * finishes the tree on all of it: one collective, latency-bound. Long ones (prefill) are
+ * reduce-scattered: rank j receives piece j (plan_split of the n elements over the ranks) of
+ * every contribution, finishes the tree on that piece, and the summed pieces are allgathered —
+ * a rank sends 2(N - 1)/N·n floats instead of (N - 1)·n (one vector each). The tree adds
+ * element by element, so a piece summed alone has the bits it has inside the whole vector. */
 typedef struct {
   int64_t num_shards;
   int64_t num_local_shards;
-  bool pre_reduce;          /* rank blocks are tree nodes: exchange one vector per rank */
-  float *gathered;          /* [num_shards, max_floats] */
+  bool pre_reduce;          /* rank blocks are tree nodes: one vector per rank */
   int64_t max_floats;
   int num_ranks;
-  uint64_t bytes_sent;      /* this rank's contribution times the N - 1 ranks it goes to */
+  int rank;
+  int64_t reduce_scatter_min_floats; /* n from which the reduce-scatter exchange is used */
+  float *gathered;          /* [num_shards, max_floats]: the allgathered vectors, or the pieces received */
+  float *packed;            /* [num_local_shards, max_floats], by destination; only without pre_reduce */
+  int *send_counts, *send_displs, *recv_counts, *recv_displs; /* [num_ranks] each, for MPI_Alltoallv */
+  int *piece_counts, *piece_displs;                            /* [num_ranks] each: plan_split of n */
+  uint64_t bytes_sent;      /* the floats this rank sent to other ranks, in bytes */
 } DistReducer;
 
+/* The threshold's default, and the variable that overrides it (0: always reduce-scatter).
+ * Measured with tests/bench_reduce (2-core EPYC, shared memory, 2 and 8 ranks, two runs): at 2880
+ * and 5760 floats (one and two decode rows of 20b) the allgather is 1.2-1.5x faster at both rank
+ * counts — the reduce-scatter's two collectives cost more than its bytes save; the crossover
+ * moved between 11.5k and 35k floats from run to run; from 35k on the reduce-scatter won at both
+ * (1.0-1.5x at 2 ranks, 1.1-3.1x at 8, growing with n). 2^15 keeps decode steps of up to 11 rows
+ * on the one-collective path. On a real network, rerun bench_reduce to choose again. */
+#define DIST_REDUCE_SCATTER_MIN_FLOATS 32768
+#define DIST_REDUCE_SCATTER_ENV "GPTOSS_REDUCE_SCATTER_MIN_FLOATS"
+
+/* Local: allocates and reads DIST_REDUCE_SCATTER_ENV. Then dist_reducer_agree, collectively,
+ * before the first reduction. */
 Status dist_reducer_init(DistReducer *r, int64_t num_shards, int64_t num_local_shards, int64_t max_floats);
+/* Every rank takes rank 0's threshold: another node's environment may differ, and ranks that
+ * chose different exchanges would wait on each other forever. */
+Status dist_reducer_agree(DistReducer *r);
 void dist_reducer_free(DistReducer *r);
 ShardReducer dist_reducer_as_shard_reducer(DistReducer *r);
 

@@ -182,6 +182,7 @@ Status engine_load(Engine *e, RankInfo rank, const char *model_dir, const Engine
   status_set_silent(0);
   st = dist_agree(st);
   if (st == STATUS_OK) st = dist_agree(init_run_state(e, &to));
+  if (st == STATUS_OK) st = dist_reducer_agree(&e->reducer);
   e->load_seconds = dist_time() - start;
   return st;
 }
@@ -615,6 +616,7 @@ static Status execute(Engine *e, const Command *cmd, const EngineSegment *segmen
     case OP_STATS_RESET: return do_stats(e, out->stats, true);
     case OP_FEED: {
       ShardReducer reducer = dist_reducer_as_shard_reducer(&e->reducer);
+      e->tokens_forwarded += cmd->num_tokens; /* the per-token byte count of a prefill */
       return transformer_forward(&e->transformer, tokens, cmd->num_tokens, &reducer, NULL, false);
     }
     case OP_MARK: return transformer_mark(&e->transformer, 0);

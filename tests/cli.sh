@@ -68,6 +68,40 @@ wait_for() {
 open_input() { mkfifo "$scratch/in"; exec 3<>"$scratch/in"; }
 close_input() { exec 3>&-; }
 
+# write_general_config FILE: a model unlike the released ones (see general_config_consistent).
+write_general_config() {
+  cat >"$1" <<'JSON'
+{"hidden_size": 96, "head_dim": 16, "num_attention_heads": 16, "num_key_value_heads": 4,
+ "num_hidden_layers": 3, "layer_types": ["full_attention", "sliding_attention", "sliding_attention"],
+ "num_local_experts": 6, "experts_per_token": 2, "intermediate_size": 64, "vocab_size": 301,
+ "sliding_window": 5, "max_position_embeddings": 2048, "rope_theta": 10000.0,
+ "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 16.0, "beta_slow": 2.0,
+                  "original_max_position_embeddings": 256, "truncate": false},
+ "rms_norm_eps": 1e-6, "swiglu_limit": 5.0, "eos_token_id": [299, 300]}
+JSON
+}
+
+# make_six_kv_model: that model with 6 KV groups, in $scratch/model6: at 2 ranks a rank's block of
+# 3 shards is not a node of the summation tree, at 3 and 6 ranks it is.
+make_six_kv_model() {
+  write_general_config "$scratch/config.json"
+  sed -e 's/"num_key_value_heads": 4/"num_key_value_heads": 6/' -e 's/"num_attention_heads": 16/"num_attention_heads": 12/' \
+    "$scratch/config.json" >"$scratch/config6.json"
+  "$GPTOSS" synth --config "$scratch/config6.json" --out "$scratch/ckpt6" --seed 6
+  "$GPTOSS" convert --checkpoint "$scratch/ckpt6" --out "$scratch/model6" --quiet
+}
+
+# reduce_scatter_agrees MODEL TOKENS NP...: scored at each NP with every reduction reduce-scattered
+# ($scratch/rsNP.h5), the logits are bitwise those of one rank with the default exchange.
+reduce_scatter_agrees() {
+  local model=$1 ids=$2; shift 2
+  run 1 score --model "$model" --tokens "$ids" --logits "$scratch/rs_base.h5" --quiet >/dev/null
+  for np in "$@"; do
+    GPTOSS_REDUCE_SCATTER_MIN_FLOATS=0 run "$np" score --model "$model" --tokens "$ids" --logits "$scratch/rs$np.h5" --quiet >/dev/null
+    "$COMPARE" "$scratch/rs$np.h5" "$scratch/rs_base.h5" --exact
+  done
+}
+
 case $case_name in
   score_matches_reference)
     out=$(run 2 score --model "$GOLDEN_MODEL" --tokens "$tokens" --logits "$scratch/out.h5" --quiet)
@@ -95,6 +129,15 @@ case $case_name in
     a=$(run 1 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --temperature 0.9 --top-p 0.95 --seed 11 --ids --quiet)
     b=$(run 8 generate --model "$GOLDEN_MODEL" --tokens "$tokens" --temperature 0.9 --top-p 0.95 --seed 11 --ids --quiet)
     [[ "$a" == "$b" && -n "$a" ]] || die "sampling differs across rank counts: '$a' vs '$b'"
+    ;;
+  ranks_agree_reduce_scatter)
+    # Every reduction through the reduce-scatter exchange (dist/comm.h; by default a 48-token
+    # prompt's reductions allgather): the reference's logits, bitwise those of one rank.
+    reduce_scatter_agrees "$GOLDEN_MODEL" "$tokens" 2 4 8
+    "$COMPARE" "$scratch/rs8.h5" "$ref" --tol 2e-4
+    # Rank blocks that are tree nodes (3, 6 ranks) and are not (2): each shard's pieces travel.
+    make_six_kv_model
+    reduce_scatter_agrees "$scratch/model6" "$(seq -s, 7 11 290)" 2 3 6
     ;;
   bad_rank_count)
     SECONDS=0
@@ -248,15 +291,7 @@ JSON
   general_config_consistent)
     # A model unlike the released ones: 4 KV heads of 4 queries, 6 experts (fewer than some
     # rank counts' shards), top-2, a vocabulary that does not divide, other RoPE, mixed layers.
-    cat >"$scratch/config.json" <<'JSON'
-{"hidden_size": 96, "head_dim": 16, "num_attention_heads": 16, "num_key_value_heads": 4,
- "num_hidden_layers": 3, "layer_types": ["full_attention", "sliding_attention", "sliding_attention"],
- "num_local_experts": 6, "experts_per_token": 2, "intermediate_size": 64, "vocab_size": 301,
- "sliding_window": 5, "max_position_embeddings": 2048, "rope_theta": 10000.0,
- "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 16.0, "beta_slow": 2.0,
-                  "original_max_position_embeddings": 256, "truncate": false},
- "rms_norm_eps": 1e-6, "swiglu_limit": 5.0, "eos_token_id": [299, 300]}
-JSON
+    write_general_config "$scratch/config.json"
     "$GPTOSS" synth --config "$scratch/config.json" --out "$scratch/ckpt" --files 3 --seed 5
     "$GPTOSS" convert --checkpoint "$scratch/ckpt" --out "$scratch/model" --quiet
     ids=$(seq -s, 7 11 290)
@@ -270,10 +305,7 @@ JSON
     expect_failure "must divide num_key_value_heads = 4" 1 8 score --model "$scratch/model" --tokens 1
     # Six KV groups: at 3 and 6 ranks each rank adds its own shards before the exchange; at 2 ranks
     # (blocks of 3 are not nodes of the summation tree) every shard's partial is exchanged.
-    sed -e 's/"num_key_value_heads": 4/"num_key_value_heads": 6/' -e 's/"num_attention_heads": 16/"num_attention_heads": 12/' \
-      "$scratch/config.json" >"$scratch/config6.json"
-    "$GPTOSS" synth --config "$scratch/config6.json" --out "$scratch/ckpt6" --seed 6
-    "$GPTOSS" convert --checkpoint "$scratch/ckpt6" --out "$scratch/model6" --quiet
+    make_six_kv_model
     for np in 1 2 3 6; do
       run "$np" score --model "$scratch/model6" --tokens "$ids" --logits "$scratch/six$np.h5" --quiet >/dev/null
     done
