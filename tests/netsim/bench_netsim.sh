@@ -38,16 +38,7 @@ netsim_check_support
 [[ -x $GPTOSS ]] || { echo "no gptoss binary at $GPTOSS (build first)" >&2; exit 1; }
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/gptoss-netbench-XXXXXX")
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  netsim_down || { echo "bench_netsim: the cluster did not tear down cleanly" >&2; rc=1; }
-  rm -rf "$scratch"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+netsim_down_on_exit "$scratch" "bench_netsim"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_mpi_yield_when_idle=1

@@ -14,6 +14,9 @@
 #   netsim_loss I PERCENT    drop PERCENT % of node I's packets, both ways (nftables numgen)
 #   netsim_cut I             node I's link goes down (ip link set eth0 down in its namespace)
 #   netsim_down              kill every process in the namespaces, delete them (trap-safe)
+#   netsim_down_on_exit SCRATCH WHO
+#                            on the script's exit (INT and TERM too): netsim_down, rm -rf SCRATCH,
+#                            and a non-zero status, said by WHO, if the cluster did not tear down
 #
 # Everything lives in namespaces named NETSIM_PREFIX-* (NETSIM_PREFIX unique per run): the
 # bridge too, so the root namespace gets no interface, address or route, and parallel runs (each
@@ -201,4 +204,21 @@ netsim_down() {
   NETSIM_PREFIX_DONE=$NETSIM_PREFIX
   unset NETSIM_PREFIX
   ((left == 0))
+}
+
+# netsim_down_on_exit SCRATCH WHO: the scripts' exit trap (see the top of this file).
+netsim_down_on_exit() {
+  NETSIM_EXIT_SCRATCH=$1
+  NETSIM_EXIT_WHO=$2
+  trap netsim_exit_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+netsim_exit_cleanup() {
+  local rc=$?
+  trap - EXIT
+  netsim_down || { echo "$NETSIM_EXIT_WHO: the cluster did not tear down cleanly" >&2; rc=1; }
+  rm -rf "$NETSIM_EXIT_SCRATCH"
+  exit "$rc"
 }

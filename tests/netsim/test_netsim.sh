@@ -39,16 +39,7 @@ tokens=$("$FIXTURE" ints "$ref" tokens)
 greedy=$("$FIXTURE" ints "$ref" greedy | tr ',' ' ')
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/gptoss-netsim-XXXXXX")
 
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  netsim_down || { echo "FAIL: $CASE: the cluster did not tear down cleanly" >&2; rc=1; }
-  rm -rf "$scratch"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+netsim_down_on_exit "$scratch" "FAIL: $CASE"
 
 # Bytes node I has sent on its link so far.
 tx_bytes() { ip -n "$(netsim_node_ns "$1")" -s -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
