@@ -340,12 +340,16 @@ static Status locate_tensor(hid_t file, const char *path, const TensorSpec *spec
 #define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels refuse it and map_file falls back */
 #endif
 
-/* Faults every page of a fresh mapping in now, so the first token does not wait on the disk. */
-static void populate(void *map, size_t num_bytes) {
-  if (madvise(map, num_bytes, MADV_POPULATE_READ) == 0) return;
+/* Faults every page of a fresh mapping in now, so the first token does not wait on the disk.
+ * Returns 0, or the errno of a read that failed (the file could not be read: EIO, EFAULT...). A
+ * kernel without MADV_POPULATE_READ (EINVAL) gets the pages touched one by one instead. */
+static int populate(void *map, size_t num_bytes) {
+  if (madvise(map, num_bytes, MADV_POPULATE_READ) == 0) return 0;
+  if (errno != EINVAL) return errno;
   const long page = sysconf(_SC_PAGESIZE);
   volatile const uint8_t *bytes = map;
   for (size_t i = 0; i < num_bytes; i += (size_t)page) (void)bytes[i];
+  return 0;
 }
 
 /* Maps a whole model file read-only and reads it in. The weights are streamed end to end every
@@ -372,7 +376,12 @@ static Status map_file(const char *path, uint64_t expected_bytes, FileMap *out) 
   close(fd);
   if (map == MAP_FAILED) return status_error(STATUS_OUT_OF_MEMORY, "cannot map %s: %s", path, strerror(errno));
   (void)madvise(map, (size_t)sb.st_size, MADV_HUGEPAGE); /* advice only: refused without THP */
-  populate(map, (size_t)sb.st_size);
+  const int read_error = populate(map, (size_t)sb.st_size);
+  if (read_error != 0) {
+    munmap(map, (size_t)sb.st_size);
+    return status_error(STATUS_IO_ERROR, "cannot read %s: %s (a disk or network filesystem error; copy the file again)",
+                        path, strerror(read_error));
+  }
   out->base = map;
   out->num_bytes = (size_t)sb.st_size;
   return STATUS_OK;

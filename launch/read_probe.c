@@ -5,11 +5,11 @@
 #include "launch/read_probe.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "dist/comm.h"
@@ -20,7 +20,8 @@ enum { PROBE_PASSES = 5, PROBE_MAX_L3_IDS = 1024 };
 /* Words per block, the unit a thread reads: 32 KiB, a multiple of the AVX2 loop's 16 words. */
 enum { PROBE_BLOCK_WORDS = 4096 };
 #define PROBE_MIN_RANK_BYTES ((size_t)256 << 20)
-#define PROBE_HUGE_PAGE ((size_t)2 << 20) /* a multiple of the block */
+#define PROBE_HUGE_PAGE ((size_t)2 << 20)
+_Static_assert(PROBE_HUGE_PAGE % (PROBE_BLOCK_WORDS * sizeof(uint64_t)) == 0, "whole blocks per huge page");
 
 typedef uint64_t (*SumBlockFn)(const uint64_t *words);
 
