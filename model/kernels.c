@@ -3,7 +3,7 @@
  * token (or, for a single token, streamed straight into the dot product where the ISA has such a
  * loop), rows split across OpenMP threads. Batches of MATMUL_GEMM_MIN_TOKENS or more run as matrix
  * products on decoded tiles (kernels_gemm.c). The inner loops come from one table per ISA —
- * portable C here, AVX2 in kernels_avx2.c, AVX-512 (the bf16 rows; the rest AVX2's) in
+ * portable C here, AVX2 in kernels_avx2.c, AVX-512 (all but the bf16 row decode) in
  * kernels_avx512.c — the best the CPU has chosen once, at first use. */
 #include "model/kernels.h"
 
@@ -19,6 +19,13 @@
 
 const float MXFP4_VALUES[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,
                                 -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* MXFP4_SCALE_BITS_OF for every code: a table, because this runs once per block. */
+#define SCALE_BITS4(s) MXFP4_SCALE_BITS_OF(s), MXFP4_SCALE_BITS_OF(s + 1), MXFP4_SCALE_BITS_OF(s + 2), MXFP4_SCALE_BITS_OF(s + 3)
+#define SCALE_BITS16(s) SCALE_BITS4(s), SCALE_BITS4(s + 4), SCALE_BITS4(s + 8), SCALE_BITS4(s + 12)
+#define SCALE_BITS64(s) SCALE_BITS16(s), SCALE_BITS16(s + 16), SCALE_BITS16(s + 32), SCALE_BITS16(s + 48)
+const uint32_t MXFP4_SCALE_BITS[256] = {SCALE_BITS64(0), SCALE_BITS64(64), SCALE_BITS64(128),
+                                               SCALE_BITS64(192)};
 
 float mxfp4_scale(uint8_t scale_code) { return ldexpf(1.0f, (int)scale_code - 127); }
 
@@ -175,14 +182,14 @@ static const KernelTable KERNELS_AVX2 = {
     .gemm = &GEMM_KERNEL_AVX2,
 };
 
-/* AVX-512 only where it pays: the bf16 rows (batched decode's unembedding), the prefill blocks and
- * the MXFP4 decode that feeds them. */
+/* AVX-512 only where it pays: the bf16 and MXFP4 rows (decode, batched decode), the prefill blocks
+ * and the MXFP4 decode that feeds them. */
 static const KernelTable KERNELS_AVX512 = {
     .isa = KERNEL_ISA_AVX512,
     .decode_bf16 = bf16_decode_row_avx2,
     .decode_mxfp4 = mxfp4_decode_row_avx512,
     .rows_f32_bf16w = matmul_rows_f32_bf16w_avx512,
-    .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx2,
+    .rows_f32_mxfp4w = matmul_rows_f32_mxfp4w_avx512,
     .gemm = &GEMM_KERNEL_AVX512,
 };
 #endif

@@ -180,13 +180,6 @@ static const int8_t PAIR_ELEMENT[PAIR_VECTORS][4] = {
     {1, 5, 9, 13},  {3, 7, 11, 15},  {17, 21, 25, 29}, {19, 23, 27, 31}, /* high nibbles */
 };
 
-/* MXFP4_SCALE_BITS_OF for every code: a table, because this runs once per block. */
-#define SCALE_BITS4(s) MXFP4_SCALE_BITS_OF(s), MXFP4_SCALE_BITS_OF(s + 1), MXFP4_SCALE_BITS_OF(s + 2), MXFP4_SCALE_BITS_OF(s + 3)
-#define SCALE_BITS16(s) SCALE_BITS4(s), SCALE_BITS4(s + 4), SCALE_BITS4(s + 8), SCALE_BITS4(s + 12)
-#define SCALE_BITS64(s) SCALE_BITS16(s), SCALE_BITS16(s + 16), SCALE_BITS16(s + 32), SCALE_BITS16(s + 48)
-static const uint32_t MXFP4_SCALE_BITS[256] = {SCALE_BITS64(0), SCALE_BITS64(64), SCALE_BITS64(128),
-                                               SCALE_BITS64(192)};
-
 /* A whole MXFP4 row into fp32 in natural order (prefill decodes weight tiles for sgemm): the
  * nibbles of a block's 16 bytes are split and interleaved back into element order (element 2i =
  * low nibble of byte i), each code's magnitude looked up in an 8-lane table, its sign bit set

@@ -1,7 +1,7 @@
-/* AVX-512 inner loop of the bf16 matmul (interface: kernels_isa.h), for CPUs with AVX-512F/BW
- * (Zen 4, Intel since Skylake-SP). Like kernels_avx2.c it carries its own target attribute and
- * kernels.c checks the CPU before calling it. The MXFP4 row-streaming loop and the bf16 row
- * decoder of this ISA's table are AVX2's.
+/* AVX-512 inner loops of the bf16 and MXFP4 row-streaming matmuls, the MXFP4 row decode and the
+ * prefill register block (interface: kernels_isa.h), for CPUs with AVX-512F/BW (Zen 4, Zen 5,
+ * Intel since Skylake-SP). Like kernels_avx2.c it carries its own target attribute and kernels.c
+ * checks the CPU before calling it. The bf16 row decoder of this ISA's table is AVX2's.
  *
  * Why a second bf16 kernel: batched decode multiplies the unembedding (201,088 x 2880) by up to
  * eight tokens per step, which in AVX2 is bound by compute and by the token vectors streaming
@@ -59,6 +59,14 @@ static void bf16_split_x32(float *xs, const float *x, int64_t cols) {
   }
 }
 
+/* Every token of a call split as bf16_split_x32 does, into this thread's buffer. */
+static const float *split_tokens_x32(const MatmulArgs *a) {
+  float *xs = kernel_thread_buffer((size_t)(a->num_tokens * a->cols));
+  assert(xs);
+  for (int64_t t = 0; t < a->num_tokens; t++) bf16_split_x32(xs + t * a->cols, a->x + t * a->cols, a->cols);
+  return xs;
+}
+
 /* Outputs of R rows (w + i·cols) against T tokens (split: xs + j·cols; plain: x + j·cols, for the
  * tail), into y[j·y_stride + i] with bias[i] added. R and T are constants at every call, so the
  * loops unroll and the 2·R·T accumulators stay in registers. `next` (R rows, or NULL) is fetched
@@ -107,9 +115,7 @@ AVX512_FN static inline __attribute__((always_inline)) void bf16_block(const uin
  * of rows is fetched meanwhile. */
 AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
   const uint16_t *w = a->weights;
-  float *xs = kernel_thread_buffer((size_t)(a->num_tokens * a->cols));
-  assert(xs);
-  for (int64_t t = 0; t < a->num_tokens; t++) bf16_split_x32(xs + t * a->cols, a->x + t * a->cols, a->cols);
+  const float *xs = split_tokens_x32(a);
   float bias[BF16_BIAS_CHUNK];
   for (int64_t chunk = row_begin; chunk < row_end; chunk += BF16_BIAS_CHUNK) {
     const int64_t chunk_end = chunk + BF16_BIAS_CHUNK < row_end ? chunk + BF16_BIAS_CHUNK : row_end;
@@ -147,6 +153,102 @@ AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_beg
   }
 }
 #undef BF16_BLOCK
+
+/* ================= MXFP4 rows (decode, batched decode) =================
+ * A block's 16 code bytes widen to sixteen 32-bit lanes (vpmovzxbd), lane i holding byte i: its
+ * low nibble is element 2i, its high nibble element 2i+1. vpermps reads only the low 4 bits of
+ * each lane's index, so one permute of the block's value table gives the sixteen even elements
+ * and one more, after a 4-bit shift, the sixteen odd ones — with the table scaled once per block
+ * (values × 2^(scale - 127): exact, the same weights as every decoder). Per 32 elements that is
+ * five decode instructions, where AVX2's pshufb route needs thirteen; on a CPU with full-width
+ * 512-bit shuffles (Zen 5, Intel) the permutes are single instructions, so the decode no longer
+ * sets the pace. The token side is split even/odd as for bf16 (bf16_split_x32, the same layout),
+ * even and odd elements accumulate in two chains, block by block in order, then their sum and the
+ * fixed horizontal sum: the same for every output whatever else the call computes. */
+enum { MXFP4_DECODE_ROWS = 4, MXFP4_BATCH_ROWS = 2, MXFP4_BATCH_TOKENS = 4 };
+/* The rows of a thread's share are contiguous, so R rows side by side read one region in R
+ * streams: one fetch per block step, this far ahead of the block's start, keeps the DRAM requests
+ * in flight (12 KB: cold 5760x2880 at 2 threads on Zen 5 went from ~28 to 32-38 GB/s; 2-4 KB and
+ * 32-64 KB were as good or worse within this VM's noise). */
+enum { MXFP4_PREFETCH_BYTES = 12288 };
+
+/* Outputs of R rows (blocks/scales of row i at + i·blocks_per_row) against T split tokens (xs +
+ * j·cols) into y[j·y_stride + i], bias[i] added. R and T are constants at every call. */
+AVX512_FN static inline __attribute__((always_inline)) void mxfp4_block(const uint8_t *blocks, const uint8_t *scales,
+                                                                       int64_t blocks_per_row, const float *xs,
+                                                                       int64_t cols, float *y, int64_t y_stride,
+                                                                       const float *bias, const int R, const int T) {
+  const __m512 values = _mm512_loadu_ps(MXFP4_VALUES);
+  __m512 acc[MXFP4_DECODE_ROWS][MXFP4_BATCH_TOKENS][2];
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < blocks_per_row; b++) {
+    __m512 even[MXFP4_DECODE_ROWS], odd[MXFP4_DECODE_ROWS];
+    _mm_prefetch((const char *)blocks + MXFP4_PREFETCH_BYTES + b * R * MXFP4_BLOCK_BYTES, _MM_HINT_T0);
+    for (int i = 0; i < R; i++) {
+      const uint8_t *codes = blocks + (i * blocks_per_row + b) * MXFP4_BLOCK_BYTES;
+      const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes));
+      const __m512 scale = _mm512_castsi512_ps(_mm512_set1_epi32((int32_t)MXFP4_SCALE_BITS[scales[i * blocks_per_row + b]]));
+      const __m512 table = _mm512_mul_ps(values, scale);
+      even[i] = _mm512_permutexvar_ps(index, table);
+      odd[i] = _mm512_permutexvar_ps(_mm512_srli_epi32(index, 4), table);
+    }
+    for (int j = 0; j < T; j++) {
+      __m512 x_even = _mm512_loadu_ps(xs + j * cols + b * MXFP4_BLOCK_ELEMS);
+      __m512 x_odd = _mm512_loadu_ps(xs + j * cols + b * MXFP4_BLOCK_ELEMS + HALF);
+      if (R > 1) __asm__("" : "+v"(x_even), "+v"(x_odd));
+      for (int i = 0; i < R; i++) {
+        acc[i][j][0] = _mm512_fmadd_ps(even[i], x_even, acc[i][j][0]);
+        acc[i][j][1] = _mm512_fmadd_ps(odd[i], x_odd, acc[i][j][1]);
+      }
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) y[j * y_stride + i] = hsum_f32x16(_mm512_add_ps(acc[i][j][0], acc[i][j][1])) + bias[i];
+  }
+}
+
+/* One token: MXFP4_DECODE_ROWS rows at a time (eight FMA chains). A batch: MXFP4_BATCH_ROWS rows
+ * against MXFP4_BATCH_TOKENS tokens at a time, each block decoded once per group of tokens; then
+ * the leftover tokens; then the leftover rows one by one. */
+AVX512_FN void matmul_rows_f32_mxfp4w_avx512(const MatmulArgs *a, int64_t row_begin, int64_t row_end) {
+  _Static_assert(MXFP4_BLOCK_ELEMS == GROUP, "a block is one even/odd group of the split tokens");
+  const int64_t blocks_per_row = a->cols / MXFP4_BLOCK_ELEMS;
+  const float *xs = split_tokens_x32(a);
+  float bias[BF16_BIAS_CHUNK];
+  for (int64_t chunk = row_begin; chunk < row_end; chunk += BF16_BIAS_CHUNK) {
+    const int64_t chunk_end = chunk + BF16_BIAS_CHUNK < row_end ? chunk + BF16_BIAS_CHUNK : row_end;
+    for (int64_t r = chunk; r < chunk_end; r++) bias[r - chunk] = matmul_bias_f32(a, r);
+/* Rows [r, r + R) against tokens [t, t + T). */
+#define MXFP4_BLOCK(R, T)                                                                                         \
+  mxfp4_block((const uint8_t *)a->weights + r * blocks_per_row * MXFP4_BLOCK_BYTES, a->scales + r * blocks_per_row, \
+              blocks_per_row, xs + t * a->cols, a->cols, a->y + t * a->rows + r, a->rows, bias + (r - chunk), R, T)
+    int64_t r = chunk;
+    if (a->num_tokens == 1) {
+      const int64_t t = 0;
+      for (; r + MXFP4_DECODE_ROWS <= chunk_end; r += MXFP4_DECODE_ROWS) MXFP4_BLOCK(MXFP4_DECODE_ROWS, 1);
+      for (; r < chunk_end; r++) MXFP4_BLOCK(1, 1);
+      continue;
+    }
+    for (; r + MXFP4_BATCH_ROWS <= chunk_end; r += MXFP4_BATCH_ROWS) {
+      int64_t t = 0;
+      for (; t + MXFP4_BATCH_TOKENS <= a->num_tokens; t += MXFP4_BATCH_TOKENS) MXFP4_BLOCK(MXFP4_BATCH_ROWS, MXFP4_BATCH_TOKENS);
+      switch (a->num_tokens - t) {
+        case 3: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 3); break;
+        case 2: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 2); break;
+        case 1: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 1); break;
+        default: break;
+      }
+    }
+    for (; r < chunk_end; r++) {
+      int64_t t = 0;
+      for (; t + MXFP4_BATCH_TOKENS <= a->num_tokens; t += MXFP4_BATCH_TOKENS) MXFP4_BLOCK(1, MXFP4_BATCH_TOKENS);
+      for (; t < a->num_tokens; t++) MXFP4_BLOCK(1, 1);
+    }
+  }
+}
+#undef MXFP4_BLOCK
 
 /* ================= MXFP4 row decode (prefill) =================
  * A 32-element block in two registers: the 16 bytes' nibbles interleaved back into element order

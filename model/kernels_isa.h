@@ -64,6 +64,8 @@ typedef struct {
 /* E8M0 scale code -> fp32 bits of 2^(code - 127): code 0 is the subnormal 2^-127 and 255 is inf,
  * as ldexpf gives in the portable path. A constant expression, for the SIMD kernels' tables. */
 #define MXFP4_SCALE_BITS_OF(code) ((code) ? (uint32_t)(code) << 23 : 0x00400000u)
+/* MXFP4_SCALE_BITS_OF of every code (kernels.c): the SIMD kernels look a block's scale up once. */
+extern const uint32_t MXFP4_SCALE_BITS[256];
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GPTOSS_HAVE_AVX2_KERNELS 1
@@ -77,6 +79,7 @@ extern const GemmKernel GEMM_KERNEL_AVX2;
 void matmul_rows_f32_bf16w_avx512(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 extern const GemmKernel GEMM_KERNEL_AVX512;
 void mxfp4_decode_row_avx512(float *out, const uint8_t *blocks, const uint8_t *scales, int64_t cols);
+void matmul_rows_f32_mxfp4w_avx512(const MatmulArgs *args, int64_t row_begin, int64_t row_end);
 #else
 #define GPTOSS_HAVE_AVX2_KERNELS 0
 #endif

@@ -14,8 +14,9 @@
  * it twice and compare the ratios.
  *
  * Batched decode multiplies the unembedding by a few tokens per step with the row-streaming
- * kernel: --decode times it per ISA at 1 to 8 tokens, on the whole 201,088 x 2880 matrix (1.16
- * GB: from DRAM) and on 2,000 of its rows (hot: the kernel's compute ceiling), in ms and in
+ * kernel, and the experts each of a few tokens: --decode times both per ISA at 1 to 8 tokens, on the
+ * whole 201,088 x 2880 bf16 matrix (1.16 GB: from DRAM) and on 0.55 GB of MXFP4 5760 x 2880 expert
+ * matrices, and on 2,000 of their rows (hot: the kernel's compute ceiling), in ms and in
  * multiply-adds per second. Usage: bench_kernels [--batch | --decode] [--threads N] [--footprint-mb MB] [--reps R] */
 #include <stdint.h>
 #include <stdio.h>
@@ -317,41 +318,71 @@ static void bench_batches(const BenchOptions *o) {
   for (size_t i = 0; i < sizeof attention / sizeof attention[0]; i++) bench_attention(&attention[i], o);
 }
 
-/* ---- batched decode: the unembedding streamed against 1 to 8 tokens ---- */
+/* ---- batched decode: the unembedding and one expert streamed against 1 to 8 tokens ---- */
 
 enum { DECODE_MAX_TOKENS = 8 };
 
-/* Best wall time over `reps` of one streamed product of rows x cols against num_tokens tokens. */
-static double time_stream(const uint16_t *w, const float *x, float *y, int64_t num_tokens, int64_t rows, int64_t cols,
-                          int reps) {
+/* A streamed product's weights: bf16 rows, or MXFP4 blocks followed by their scales. */
+typedef struct {
+  const char *name;
+  int64_t rows, hot_rows, cols;
+  int is_mxfp4;
+  const uint8_t *weights;
+} StreamShape;
+
+static void run_stream(const StreamShape *s, const float *x, float *y, int64_t num_tokens, int64_t rows) {
+  if (s->is_mxfp4) {
+    const uint8_t *scales = s->weights + (size_t)(s->rows * s->cols / 2);
+    matmul_f32_mxfp4w_stream(y, s->weights, scales, NULL, x, num_tokens, rows, s->cols);
+  } else {
+    matmul_f32_bf16w_stream(y, (const uint16_t *)s->weights, NULL, x, num_tokens, rows, s->cols);
+  }
+}
+
+/* Best wall time over `reps` of one streamed product of the first `rows` rows against num_tokens tokens. */
+static double time_stream(const StreamShape *s, const float *x, float *y, int64_t num_tokens, int64_t rows, int reps) {
   double best = 1e30;
   for (int rep = 0; rep < reps; rep++) {
     const double t0 = now_seconds();
-    matmul_f32_bf16w_stream(y, w, NULL, x, num_tokens, rows, cols);
+    run_stream(s, x, y, num_tokens, rows);
     const double seconds = now_seconds() - t0;
     if (seconds < best) best = seconds;
   }
   return best;
 }
 
-static void bench_decode(const BenchOptions *o) {
-  const int64_t rows = 201088, hot_rows = 2000, cols = 2880;
-  uint16_t *w = alloc_filled((size_t)(rows * cols) * sizeof *w, 7);
-  for (int64_t i = 0; i < rows * cols; i++) w[i] = (uint16_t)(0x3E00 + (w[i] & 0x3FF)); /* exponents near 1 */
-  float *x = malloc((size_t)(DECODE_MAX_TOKENS * cols) * sizeof *x);
-  float *y = malloc((size_t)(DECODE_MAX_TOKENS * rows) * sizeof *y);
-  for (int64_t c = 0; c < DECODE_MAX_TOKENS * cols; c++) x[c] = (float)(c % 7) - 3.0f;
+static void bench_stream(const StreamShape *s, const float *x, float *y, const BenchOptions *o) {
   for (int isa = 0; isa < KERNEL_ISA_COUNT; isa++) {
     if (!kernels_select_isa((KernelIsa)isa)) continue;
     for (int64_t n = 1; n <= DECODE_MAX_TOKENS; n++) {
-      const double cold = time_stream(w, x, y, n, rows, cols, o->reps);
-      const double hot = time_stream(w, x, y, n, hot_rows, cols, 20 * o->reps);
-      printf("bf16 stream %-9s %lld token(s) %lldx%lld  cold %7.1f ms %6.1f GFMA/s   hot (%lld rows) %6.1f GFMA/s\n",
-             kernels_isa_name((KernelIsa)isa), (long long)n, (long long)rows, (long long)cols, cold * 1e3,
-             (double)(n * rows * cols) / cold / 1e9, (long long)hot_rows, (double)(n * hot_rows * cols) / hot / 1e9);
+      const double cold = time_stream(s, x, y, n, s->rows, o->reps);
+      const double hot = time_stream(s, x, y, n, s->hot_rows, 20 * o->reps);
+      printf("%s stream %-9s %lld token(s) %lldx%lld  cold %7.1f ms %6.1f GFMA/s   hot (%lld rows) %6.1f GFMA/s\n",
+             s->name, kernels_isa_name((KernelIsa)isa), (long long)n, (long long)s->rows, (long long)s->cols, cold * 1e3,
+             (double)(n * s->rows * s->cols) / cold / 1e9, (long long)s->hot_rows,
+             (double)(n * s->hot_rows * s->cols) / hot / 1e9);
     }
   }
-  free(w), free(x), free(y);
+}
+
+/* The unembedding (201,088 x 2880 bf16, 1.16 GB: from DRAM) and, for the experts, 64 copies of
+ * one 5760 x 2880 MXFP4 gate_up matrix side by side (0.55 GB), each "cold" pass over all of it;
+ * "hot" repeats the first rows, which stay in cache. */
+static void bench_decode(const BenchOptions *o) {
+  const int64_t cols = 2880, unembedding_rows = 201088, expert_rows = 64 * 5760;
+  uint16_t *w = alloc_filled((size_t)(unembedding_rows * cols) * sizeof *w, 7);
+  for (int64_t i = 0; i < unembedding_rows * cols; i++) w[i] = (uint16_t)(0x3E00 + (w[i] & 0x3FF)); /* exponents near 1 */
+  uint8_t *mx = alloc_filled((size_t)(expert_rows * cols / 2 + expert_rows * cols / 32), 11);
+  uint8_t *scales = mx + (size_t)(expert_rows * cols / 2); /* codes 120..131: values near 1 */
+  for (int64_t i = 0; i < expert_rows * cols / 32; i++) scales[i] = (uint8_t)(120 + i % 12);
+  float *x = malloc((size_t)(DECODE_MAX_TOKENS * cols) * sizeof *x);
+  const int64_t max_rows = expert_rows > unembedding_rows ? expert_rows : unembedding_rows;
+  float *y = malloc((size_t)(DECODE_MAX_TOKENS * max_rows) * sizeof *y);
+  for (int64_t c = 0; c < DECODE_MAX_TOKENS * cols; c++) x[c] = (float)(c % 7) - 3.0f;
+  const StreamShape shapes[] = {{"bf16", unembedding_rows, 2000, cols, 0, (const uint8_t *)w},
+                                {"mxfp4", expert_rows, 2000, cols, 1, mx}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_stream(&shapes[i], x, y, o);
+  free(w), free(mx), free(x), free(y);
 }
 
 static BenchOptions parse_options(int argc, char **argv) {
