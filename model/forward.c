@@ -96,15 +96,26 @@ static bool config_has_sliding_layer(const GptOssConfig *c) {
   return false;
 }
 
+/* Local shard ls's rows of q, k, v and attention output (Scratch: one [max_rows, ...] each). */
+static float *shard_q(const Transformer *t, int64_t ls) {
+  return t->scratch.q + ls * t->max_rows * config_q_per_kv(&t->model.config) * t->model.config.head_dim;
+}
+static float *shard_attn(const Transformer *t, int64_t ls) {
+  return t->scratch.attn + ls * t->max_rows * config_q_per_kv(&t->model.config) * t->model.config.head_dim;
+}
+static float *shard_k(const Transformer *t, int64_t ls) { return t->scratch.k + ls * t->max_rows * t->model.config.head_dim; }
+static float *shard_v(const Transformer *t, int64_t ls) { return t->scratch.v + ls * t->max_rows * t->model.config.head_dim; }
+
 static Status scratch_init(Transformer *t) {
   const GptOssConfig *c = &t->model.config;
   const int64_t T = t->max_rows, H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c);
   const int64_t I = c->intermediate_size, E = c->num_local_experts, K = c->num_experts_per_tok;
   const int64_t window_keys = config_has_sliding_layer(c) ? c->sliding_window - 1 + t->max_chunk : 0;
+  const int64_t L = t->model.num_local_shards;
   Scratch *s = &t->scratch;
   struct { float **buf; int64_t count; } bufs[] = {
       {&s->x, T * H}, {&s->h, T * H}, {&s->sum, T * H}, {&s->parts, t->model.num_local_shards * T * H},
-      {&s->q, T * G * D}, {&s->attn, T * G * D}, {&s->k, T * D}, {&s->v, T * D},
+      {&s->q, L * T * G * D}, {&s->attn, L * T * G * D}, {&s->k, L * T * D}, {&s->v, L * T * D},
       {&s->window_k, window_keys * D}, {&s->window_v, window_keys * D}, {&s->cos, T * D / 2}, {&s->sin, T * D / 2},
       {&s->router, T * E}, {&s->expert_weight, T * K}, {&s->expert_in, T * H},
       {&s->expert_up, T * 2 * I}, {&s->expert_act, T * I}, {&s->expert_out, T * H},
@@ -117,12 +128,13 @@ static Status scratch_init(Transformer *t) {
   s->expert_index = calloc((size_t)(T * K), sizeof *s->expert_index);
   s->expert_tokens = calloc((size_t)T, sizeof *s->expert_tokens);
   s->tokens = calloc((size_t)T, sizeof *s->tokens);
+  s->products = calloc((size_t)(3 * L), sizeof *s->products);
   t->plan = calloc(1, sizeof *t->plan);
   if (t->plan) {
     t->plan->segments = calloc((size_t)t->num_slots, sizeof *t->plan->segments);
     t->plan->expert_seen = calloc((size_t)E, sizeof *t->plan->expert_seen);
   }
-  if (!s->expert_index || !s->expert_tokens || !s->tokens || !t->plan || !t->plan->segments || !t->plan->expert_seen) {
+  if (!s->expert_index || !s->expert_tokens || !s->tokens || !s->products || !t->plan || !t->plan->segments || !t->plan->expert_seen) {
     return status_error(STATUS_OUT_OF_MEMORY, "scratch buffers");
   }
   return STATUS_OK;
@@ -137,6 +149,7 @@ static void scratch_free(Transformer *t) {
   free(s->expert_index);
   free(s->expert_tokens);
   free(s->tokens);
+  free(s->products);
   memset(s, 0, sizeof *s);
   if (t->plan) {
     free(t->plan->segments);
@@ -357,15 +370,20 @@ static void plan_step(Transformer *t, const StepSegment *segments, int64_t num_s
   }
 }
 
-/* y[rows, out] = x[rows, in]·Wᵀ (+ bias) over the step's rows: the streamed rows in one
- * row-streaming product, each long segment in its own. */
-static void step_matmul_bf16w(const Transformer *t, float *y, const uint16_t *w, const uint16_t *bias, const float *x,
-                              int64_t out, int64_t in) {
+/* y[rows, out] = x[rows, in]·Wᵀ (+ bias) over the step's rows for every product of a list (y and x
+ * at the step's row 0): the streamed rows of all of them in one row-streaming pass, each long
+ * segment product by product. */
+static void step_matmul_bf16w(const Transformer *t, const Bf16Product *products, int64_t count) {
   const struct StepPlan *p = t->plan;
-  if (p->stream_rows > 0) matmul_f32_bf16w_stream(y, w, bias, x, p->stream_rows, out, in);
+  if (p->stream_rows > 0) matmul_f32_bf16w_stream_list(products, count, p->stream_rows);
   for (int64_t i = 0; i < p->num_segments; i++) {
     const PlannedSegment *g = &p->segments[i];
-    if (g->gemm) matmul_f32_bf16w(y + g->first_row * out, w, bias, x + g->first_row * in, g->n, out, in);
+    if (!g->gemm) continue;
+    for (int64_t j = 0; j < count; j++) {
+      const Bf16Product *m = &products[j];
+      matmul_f32_bf16w(m->y + g->first_row * m->rows, m->w, m->bias, m->x + g->first_row * m->cols, g->n, m->rows,
+                       m->cols);
+    }
   }
 }
 
@@ -400,15 +418,17 @@ static Status embed(Transformer *t, const ShardReducer *reducer) {
  * attending: position p0+i would overwrite p0+i−W, which the segment's earlier queries still see.
  * So its keys are gathered — the cached [keys_begin, p0) from the ring, then the segment's own —
  * and the segment is written to the ring afterwards (it keeps the last W). */
-static void attend_segment(Transformer *t, int64_t layer, KvRing *ring, const uint16_t *sinks, const PlannedSegment *g) {
+static void attend_segment(Transformer *t, int64_t local_shard, int64_t layer, KvRing *ring, const uint16_t *sinks,
+                           const PlannedSegment *g) {
   const GptOssConfig *c = &t->model.config;
   const int64_t D = c->head_dim, G = config_q_per_kv(c), p0 = g->p0, n = g->n;
   const int64_t window = c->layer_is_sliding[layer] ? c->sliding_window : 0;
   const int64_t keys_begin = window && p0 >= window ? p0 - window + 1 : 0;
   const size_t row_bytes = (size_t)D * sizeof(float);
   Scratch *s = &t->scratch;
-  const float *q = s->q + g->first_row * G * D, *k = s->k + g->first_row * D, *v = s->v + g->first_row * D;
-  float *out = s->attn + g->first_row * G * D;
+  const float *q = shard_q(t, local_shard) + g->first_row * G * D, *k = shard_k(t, local_shard) + g->first_row * D;
+  const float *v = shard_v(t, local_shard) + g->first_row * D;
+  float *out = shard_attn(t, local_shard) + g->first_row * G * D;
   if (!ring_is_window(t, ring)) {
     memcpy(ring->k + p0 * D, k, (size_t)n * row_bytes);
     memcpy(ring->v + p0 * D, v, (size_t)n * row_bytes);
@@ -429,25 +449,51 @@ static void attend_segment(Transformer *t, int64_t layer, KvRing *ring, const ui
   }
 }
 
-/* Attention of one KV group over the step's rows; writes its partial o_proj (no bias). */
-static void attention_shard(Transformer *t, int64_t local_shard, int64_t layer, float *part) {
+/* Every local shard's q, k and v over the step's rows: one list, so a rank holding several KV
+ * groups (all eight on one rank) streams their 24 small matrices in one pass. */
+static void project_qkv(Transformer *t, int64_t layer) {
   const GptOssConfig *c = &t->model.config;
-  const int64_t H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c), half = D / 2, n = t->plan->num_rows;
+  const int64_t H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c), L = t->model.num_local_shards;
+  Bf16Product *products = t->scratch.products;
+  for (int64_t ls = 0; ls < L; ls++) {
+    const ShardLayerWeights *w = &t->model.shard_weights[ls].layers[layer];
+    const float *h = t->scratch.h;
+    products[3 * ls] = (Bf16Product){shard_q(t, ls), w->q_weight, w->q_bias, h, G * D, H};
+    products[3 * ls + 1] = (Bf16Product){shard_k(t, ls), w->k_weight, w->k_bias, h, D, H};
+    products[3 * ls + 2] = (Bf16Product){shard_v(t, ls), w->v_weight, w->v_bias, h, D, H};
+  }
+  step_matmul_bf16w(t, products, 3 * L);
+}
+
+/* One KV group's rotary embedding and attention over the step's rows, into its attention output. */
+static void attend_shard(Transformer *t, int64_t local_shard, int64_t layer) {
+  const GptOssConfig *c = &t->model.config;
+  const int64_t D = c->head_dim, G = config_q_per_kv(c), half = D / 2, n = t->plan->num_rows;
   const ShardLayerWeights *w = &t->model.shard_weights[local_shard].layers[layer];
   Scratch *s = &t->scratch;
-  step_matmul_bf16w(t, s->q, w->q_weight, w->q_bias, s->h, G * D, H);
-  step_matmul_bf16w(t, s->k, w->k_weight, w->k_bias, s->h, D, H);
-  step_matmul_bf16w(t, s->v, w->v_weight, w->v_bias, s->h, D, H);
+  float *q = shard_q(t, local_shard), *k = shard_k(t, local_shard);
   for (int64_t i = 0; i < n; i++) {
-    rope_apply(s->q + i * G * D, G, half, s->cos + i * half, s->sin + i * half);
-    rope_apply(s->k + i * D, 1, half, s->cos + i * half, s->sin + i * half);
+    rope_apply(q + i * G * D, G, half, s->cos + i * half, s->sin + i * half);
+    rope_apply(k + i * D, 1, half, s->cos + i * half, s->sin + i * half);
   }
   for (int64_t i = 0; i < t->plan->num_segments; i++) {
     const PlannedSegment *g = &t->plan->segments[i];
     KvRing *ring = &t->slots[g->slot].rings[local_shard * c->num_hidden_layers + layer];
-    attend_segment(t, layer, ring, w->sinks, g);
+    attend_segment(t, local_shard, layer, ring, w->sinks, g);
   }
-  step_matmul_bf16w(t, part, w->o_weight, NULL, s->attn, H, G * D);
+}
+
+/* Every local shard's partial o_proj (no bias) into parts[ls], one list as for q, k, v. */
+static void project_o(Transformer *t, int64_t layer, float *parts) {
+  const GptOssConfig *c = &t->model.config;
+  const int64_t H = c->hidden_size, D = c->head_dim, G = config_q_per_kv(c), L = t->model.num_local_shards;
+  const int64_t n = t->plan->num_rows;
+  Bf16Product *products = t->scratch.products;
+  for (int64_t ls = 0; ls < L; ls++) {
+    const ShardLayerWeights *w = &t->model.shard_weights[ls].layers[layer];
+    products[ls] = (Bf16Product){parts + ls * n * H, w->o_weight, NULL, shard_attn(t, ls), H, G * D};
+  }
+  step_matmul_bf16w(t, products, L);
 }
 
 /* Expert e (local index le) over the rows [first_row, first_row + n) routed to it: gathered,
@@ -505,7 +551,9 @@ static Status attention_block(Transformer *t, int64_t layer, const ShardReducer 
   Scratch *s = &t->scratch;
   const double start = phase_clock();
   rmsnorm_f32_bf16w(s->h, s->x, rw->input_norm, n, H, (float)c->rms_norm_eps);
-  for (int64_t ls = 0; ls < t->model.num_local_shards; ls++) attention_shard(t, ls, layer, s->parts + ls * n * H);
+  project_qkv(t, layer);
+  for (int64_t ls = 0; ls < t->model.num_local_shards; ls++) attend_shard(t, ls, layer);
+  project_o(t, layer, s->parts);
   t->times.attention += phase_clock() - start;
   Status st = reduce_shards(t, reducer, s->parts, n * H, s->sum);
   if (st != STATUS_OK) return st;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "model/config.h"
+#include "model/kernels.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -63,8 +64,8 @@ typedef struct {
 typedef struct {
   float *x, *h, *sum;      /* [rows, H] */
   float *parts;            /* [num_local_shards, rows, H] */
-  float *q, *attn;         /* [rows, G·D] */
-  float *k, *v;            /* [rows, D] */
+  float *q, *attn;         /* [num_local_shards, rows, G·D] */
+  float *k, *v;            /* [num_local_shards, rows, D] */
   float *window_k, *window_v; /* [window - 1 + max_chunk, D]: a sliding layer's keys in order */
   float *cos, *sin;        /* [rows, D/2] */
   float *router;           /* [rows, E] */
@@ -78,6 +79,7 @@ typedef struct {
   float *expert_token_w;   /* [rows] */
   float *logits;           /* [UNEMBED_ROWS, max V_s] */
   float *logit_h;          /* [rows, H]: the normed rows whose logits a step wants */
+  Bf16Product *products;   /* [3 · num_local_shards]: a layer's attention projections as one list */
   int32_t *tokens;         /* [rows]: the step's tokens, in processing order */
 } Scratch;
 

@@ -309,6 +309,26 @@ void matmul_f32_bf16w_stream(float *y, const uint16_t *w, const uint16_t *bias, 
   matmul_parallel(kernels()->rows_f32_bf16w, &args);
 }
 
+void matmul_f32_bf16w_stream_list(const Bf16Product *products, int64_t count, int64_t num_tokens) {
+  const MatmulRowsFn rows_fn = kernels()->rows_f32_bf16w;
+  int64_t total_rows = 0;
+  for (int64_t i = 0; i < count; i++) total_rows += products[i].rows;
+#pragma omp parallel
+  {
+    const int64_t num_threads = omp_get_num_threads(), thread = omp_get_thread_num();
+    const int64_t begin = total_rows * thread / num_threads, end = total_rows * (thread + 1) / num_threads;
+    int64_t first = 0; /* the product's first row in the list's numbering */
+    for (int64_t i = 0; i < count && first < end; first += products[i].rows, i++) {
+      const Bf16Product *p = &products[i];
+      const int64_t lo = begin > first ? begin - first : 0, hi = end < first + p->rows ? end - first : p->rows;
+      if (lo >= hi) continue;
+      const MatmulArgs args = {.y = p->y, .weights = p->w, .bias = p->bias, .x = p->x, .num_tokens = num_tokens,
+                               .rows = p->rows, .cols = p->cols};
+      rows_fn(&args, lo, hi);
+    }
+  }
+}
+
 void matmul_f32_mxfp4w_stream(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
                               const float *x, int64_t num_tokens, int64_t rows, int64_t cols) {
   const MatmulArgs args = {.y = y, .weights = blocks, .scales = scales, .bias = bias, .x = x,

@@ -51,6 +51,19 @@ void matmul_f32_bf16w_stream(float *y, const uint16_t *w, const uint16_t *bias, 
                              int64_t num_tokens, int64_t rows, int64_t cols);
 void matmul_f32_mxfp4w_stream(float *y, const uint8_t *blocks, const uint8_t *scales, const uint16_t *bias,
                               const float *x, int64_t num_tokens, int64_t rows, int64_t cols);
+/* One product of a list for matmul_f32_bf16w_stream_list: y[num_tokens, rows] = x·wᵀ (+ bias). */
+typedef struct {
+  float *y;
+  const uint16_t *w, *bias;
+  const float *x;
+  int64_t rows, cols;
+} Bf16Product;
+
+/* matmul_f32_bf16w_stream of every product, num_tokens tokens each, in one parallel region: the
+ * threads split the products' rows between them as if they were one matrix, so a rank's many small
+ * products (q, k, v or o of each of its attention shards) pay one fork and join and start from
+ * DRAM once, not once each. Each output gets the bits one call per product gives. */
+void matmul_f32_bf16w_stream_list(const Bf16Product *products, int64_t count, int64_t num_tokens);
 void matmul_f32_mxfp4w_ref(float *y, const uint8_t *blocks, const uint8_t *scales,
                            const uint16_t *bias, const float *x, int64_t num_tokens, int64_t rows,
                            int64_t cols);
