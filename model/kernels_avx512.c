@@ -36,10 +36,12 @@ enum { BF16_BIAS_CHUNK = 256 };
  * order; then their sum, the two 8-lane halves added, a fixed horizontal sum, and a scalar fmaf
  * tail for cols % 32. The token side is split the same way once per call (bf16_split_x32). */
 enum { GROUP = 32, HALF = GROUP / 2 };
-/* Register blocks: a batch runs BATCH_ROWS rows against up to BATCH_TOKENS tokens at a time
- * (2·4·3 = 24 accumulators of the 32 registers); one token, DECODE_ROWS rows at a time. */
-enum { BATCH_ROWS = 4, BATCH_TOKENS = 3, DECODE_ROWS = 4 };
-_Static_assert(DECODE_ROWS <= BATCH_ROWS, "bf16_block's arrays are BATCH_ROWS long");
+/* Register blocks: a batch runs BATCH_ROWS rows against up to BATCH_TOKENS tokens at a time, one token
+ * DECODE_ROWS rows at a time. 4 x 2 (16 accumulators, 4 weight and 4 decoded registers) beat 4 x 3
+ * (24 accumulators, which with the weights spill) on Zen 5 at 2 threads for 8 tokens: 88.9 against
+ * 80.6 GFMA/s from DRAM, 134.6 against 118.8 from cache; 3 x 3, 2 x 4, 2 x 6 and 1 x 8 were slower. */
+enum { BATCH_ROWS = 4, BATCH_TOKENS = 2, DECODE_ROWS = 4 };
+enum { BLOCK_ROWS_MAX = BATCH_ROWS > DECODE_ROWS ? BATCH_ROWS : DECODE_ROWS };
 
 AVX512_FN static inline float hsum_f32x16(__m512 v) {
   const __m256 eight = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -76,13 +78,13 @@ AVX512_FN static inline __attribute__((always_inline)) void bf16_block(const uin
                                                                       const float *bias, const uint16_t *next,
                                                                       const int R, const int T) {
   const __m512i odd_mask = _mm512_set1_epi32((int32_t)0xFFFF0000u);
-  __m512 acc[BATCH_ROWS][BATCH_TOKENS][2];
+  __m512 acc[BLOCK_ROWS_MAX][BATCH_TOKENS][2];
   for (int i = 0; i < R; i++) {
     for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
   }
   const int64_t whole = cols / GROUP * GROUP;
   for (int64_t c = 0; c < whole; c += GROUP) {
-    __m512i bits[BATCH_ROWS];
+    __m512i bits[BLOCK_ROWS_MAX];
     for (int i = 0; i < R; i++) {
       const uint16_t *p = w + i * cols + c;
       if (next) _mm_prefetch((const char *)(next + i * cols + c), _MM_HINT_T1);
@@ -90,7 +92,7 @@ AVX512_FN static inline __attribute__((always_inline)) void bf16_block(const uin
       bits[i] = _mm512_loadu_si512((const void *)p);
     }
     for (int half = 0; half < 2; half++) {
-      __m512 wv[BATCH_ROWS];
+      __m512 wv[BLOCK_ROWS_MAX];
       for (int i = 0; i < R; i++) {
         wv[i] = _mm512_castsi512_ps(half == 0 ? _mm512_slli_epi32(bits[i], 16) : _mm512_and_si512(bits[i], odd_mask));
       }
@@ -140,8 +142,12 @@ AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_beg
       for (; t + BATCH_TOKENS <= a->num_tokens; t += BATCH_TOKENS) BF16_BLOCK(BATCH_ROWS, BATCH_TOKENS, t == 0 ? next : NULL);
       const uint16_t *fetch = t == 0 ? next : NULL;
       switch (a->num_tokens - t) {
-        case 2: BF16_BLOCK(BATCH_ROWS, 2, fetch); break;
-        case 1: BF16_BLOCK(BATCH_ROWS, 1, fetch); break;
+#define BF16_LEFTOVER(n) \
+  case n:                \
+    if (n < BATCH_TOKENS) BF16_BLOCK(BATCH_ROWS, n < BATCH_TOKENS ? n : 1, fetch); \
+    break;
+        BF16_LEFTOVER(7) BF16_LEFTOVER(6) BF16_LEFTOVER(5) BF16_LEFTOVER(4) BF16_LEFTOVER(3) BF16_LEFTOVER(2) BF16_LEFTOVER(1)
+#undef BF16_LEFTOVER
         default: break;
       }
     }
@@ -165,7 +171,10 @@ AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_beg
  * sets the pace. The token side is split even/odd as for bf16 (bf16_split_x32, the same layout),
  * even and odd elements accumulate in two chains, block by block in order, then their sum and the
  * fixed horizontal sum: the same for every output whatever else the call computes. */
-enum { MXFP4_DECODE_ROWS = 4, MXFP4_BATCH_ROWS = 2, MXFP4_BATCH_TOKENS = 4 };
+/* 3 rows x 3 tokens for a batch: on Zen 5 at 2 threads 121 GFMA/s for 2 tokens (2 x 4: 95) and 110
+ * for 8 (2 x 4: 104); most experts of a batched decode step see one or two tokens. */
+enum { MXFP4_DECODE_ROWS = 4, MXFP4_BATCH_ROWS = 3, MXFP4_BATCH_TOKENS = 3 };
+enum { MXFP4_ROWS_MAX = MXFP4_BATCH_ROWS > MXFP4_DECODE_ROWS ? MXFP4_BATCH_ROWS : MXFP4_DECODE_ROWS };
 /* The rows of a thread's share are contiguous, so R rows side by side read one region in R
  * streams: one fetch per block step, this far ahead of the block's start, keeps the DRAM requests
  * in flight (12 KB: cold 5760x2880 at 2 threads on Zen 5 went from ~28 to 32-38 GB/s; 2-4 KB and
@@ -179,12 +188,12 @@ AVX512_FN static inline __attribute__((always_inline)) void mxfp4_block(const ui
                                                                        int64_t cols, float *y, int64_t y_stride,
                                                                        const float *bias, const int R, const int T) {
   const __m512 values = _mm512_loadu_ps(MXFP4_VALUES);
-  __m512 acc[MXFP4_DECODE_ROWS][MXFP4_BATCH_TOKENS][2];
+  __m512 acc[MXFP4_ROWS_MAX][MXFP4_BATCH_TOKENS][2];
   for (int i = 0; i < R; i++) {
     for (int j = 0; j < T; j++) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < blocks_per_row; b++) {
-    __m512 even[MXFP4_DECODE_ROWS], odd[MXFP4_DECODE_ROWS];
+    __m512 even[MXFP4_ROWS_MAX], odd[MXFP4_ROWS_MAX];
     _mm_prefetch((const char *)blocks + MXFP4_PREFETCH_BYTES + b * R * MXFP4_BLOCK_BYTES, _MM_HINT_T0);
     for (int i = 0; i < R; i++) {
       const uint8_t *codes = blocks + (i * blocks_per_row + b) * MXFP4_BLOCK_BYTES;
@@ -235,9 +244,12 @@ AVX512_FN void matmul_rows_f32_mxfp4w_avx512(const MatmulArgs *a, int64_t row_be
       int64_t t = 0;
       for (; t + MXFP4_BATCH_TOKENS <= a->num_tokens; t += MXFP4_BATCH_TOKENS) MXFP4_BLOCK(MXFP4_BATCH_ROWS, MXFP4_BATCH_TOKENS);
       switch (a->num_tokens - t) {
-        case 3: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 3); break;
-        case 2: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 2); break;
-        case 1: MXFP4_BLOCK(MXFP4_BATCH_ROWS, 1); break;
+#define MXFP4_LEFTOVER(n) \
+  case n:                 \
+    if (n < MXFP4_BATCH_TOKENS) MXFP4_BLOCK(MXFP4_BATCH_ROWS, n < MXFP4_BATCH_TOKENS ? n : 1); \
+    break;
+        MXFP4_LEFTOVER(7) MXFP4_LEFTOVER(6) MXFP4_LEFTOVER(5) MXFP4_LEFTOVER(4) MXFP4_LEFTOVER(3) MXFP4_LEFTOVER(2) MXFP4_LEFTOVER(1)
+#undef MXFP4_LEFTOVER
         default: break;
       }
     }
