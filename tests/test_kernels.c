@@ -339,6 +339,52 @@ static void test_matmul_bf16w(void **state) {
   for_each_isa(matmul_bf16w_for_isa);
 }
 
+/* A list of products of different shapes (as a rank's attention shards give: q, k, v, then the
+ * next shard's), 1-3 tokens, with and without bias, on 1-3 threads: every output bitwise what one
+ * streamed call per product gives, and nothing written past a product's outputs. */
+static void bf16_stream_list_for_isa(KernelIsa isa) {
+  enum { COUNT = 7, COLS = 96, MAX_TOKENS = 3 };
+  const int64_t rows[COUNT] = {13, 1, 2, 40, 5, 64, 3};
+  uint16_t *w[COUNT], *bias[COUNT];
+  float *x = malloc((size_t)(MAX_TOKENS * COLS) * sizeof *x), *y[COUNT], *expected[COUNT];
+  fill_f32(x, MAX_TOKENS * COLS, 3.0f);
+  for (int i = 0; i < COUNT; i++) {
+    w[i] = malloc((size_t)(rows[i] * COLS) * sizeof *w[i]);
+    bias[i] = malloc((size_t)rows[i] * sizeof *bias[i]);
+    fill_bf16(w[i], rows[i] * COLS, 1.0f + (float)i);
+    fill_bf16(bias[i], rows[i], 2.0f);
+    y[i] = malloc((size_t)(MAX_TOKENS * rows[i] + 1) * sizeof *y[i]);
+    expected[i] = malloc((size_t)(MAX_TOKENS * rows[i]) * sizeof *expected[i]);
+  }
+  Bf16Product products[COUNT];
+  for (int threads = 1; threads <= 3; threads++) {
+    omp_set_num_threads(threads);
+    for (int64_t n = 1; n <= MAX_TOKENS; n++) {
+      for (int i = 0; i < COUNT; i++) {
+        const uint16_t *b = i % 2 ? bias[i] : NULL;
+        products[i] = (Bf16Product){y[i], w[i], b, x, rows[i], COLS};
+        for (int64_t j = 0; j <= n * rows[i]; j++) y[i][j] = -12345.0f; /* one past the end: a guard */
+        matmul_f32_bf16w_stream(expected[i], w[i], b, x, n, rows[i], COLS);
+      }
+      matmul_f32_bf16w_stream_list(products, COUNT, n);
+      for (int i = 0; i < COUNT; i++) {
+        if (memcmp(y[i], expected[i], (size_t)(n * rows[i]) * sizeof(float)) != 0) {
+          fail_msg("%s: list product %d (%lld rows, %lld tokens, %d threads) differs from its own call",
+                   kernels_isa_name(isa), i, (long long)rows[i], (long long)n, threads);
+        }
+        if (y[i][n * rows[i]] != -12345.0f) fail_msg("%s: list product %d written past its end", kernels_isa_name(isa), i);
+      }
+    }
+  }
+  for (int i = 0; i < COUNT; i++) free(w[i]), free(bias[i]), free(y[i]), free(expected[i]);
+  free(x);
+}
+
+static void test_matmul_bf16w_stream_list(void **state) {
+  (void)state;
+  for_each_isa(bf16_stream_list_for_isa);
+}
+
 /* ---- mxfp4 ---- */
 
 typedef struct {
@@ -839,7 +885,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_e2m1_table),       cmocka_unit_test(test_mxfp4_decode),
       cmocka_unit_test(test_bf16_decode),      cmocka_unit_test(test_matmul_refs_by_hand),
-      cmocka_unit_test(test_matmul_bf16w),     cmocka_unit_test(test_matmul_mxfp4w),
+      cmocka_unit_test(test_matmul_bf16w),     cmocka_unit_test(test_matmul_bf16w_stream_list),
+      cmocka_unit_test(test_matmul_mxfp4w),
       cmocka_unit_test(test_rmsnorm),          cmocka_unit_test(test_swiglu),
       cmocka_unit_test(test_topk_softmax),     cmocka_unit_test(test_argmax),
       cmocka_unit_test(test_moe_row_helpers),
