@@ -140,16 +140,8 @@ AVX512_FN void matmul_rows_f32_bf16w_avx512(const MatmulArgs *a, int64_t row_beg
       const uint16_t *next = r + 2 * BATCH_ROWS <= row_end ? w + (r + BATCH_ROWS) * a->cols : NULL;
       int64_t t = 0;
       for (; t + BATCH_TOKENS <= a->num_tokens; t += BATCH_TOKENS) BF16_BLOCK(BATCH_ROWS, BATCH_TOKENS, t == 0 ? next : NULL);
-      const uint16_t *fetch = t == 0 ? next : NULL;
-      switch (a->num_tokens - t) {
-#define BF16_LEFTOVER(n) \
-  case n:                \
-    if (n < BATCH_TOKENS) BF16_BLOCK(BATCH_ROWS, n < BATCH_TOKENS ? n : 1, fetch); \
-    break;
-        BF16_LEFTOVER(7) BF16_LEFTOVER(6) BF16_LEFTOVER(5) BF16_LEFTOVER(4) BF16_LEFTOVER(3) BF16_LEFTOVER(2) BF16_LEFTOVER(1)
-#undef BF16_LEFTOVER
-        default: break;
-      }
+      _Static_assert(BATCH_TOKENS == 2, "the leftover below is one token");
+      if (a->num_tokens - t == 1) BF16_BLOCK(BATCH_ROWS, 1, t == 0 ? next : NULL);
     }
     for (; r < chunk_end; r++) {
       int64_t t = 0;
@@ -243,15 +235,9 @@ AVX512_FN void matmul_rows_f32_mxfp4w_avx512(const MatmulArgs *a, int64_t row_be
     for (; r + MXFP4_BATCH_ROWS <= chunk_end; r += MXFP4_BATCH_ROWS) {
       int64_t t = 0;
       for (; t + MXFP4_BATCH_TOKENS <= a->num_tokens; t += MXFP4_BATCH_TOKENS) MXFP4_BLOCK(MXFP4_BATCH_ROWS, MXFP4_BATCH_TOKENS);
-      switch (a->num_tokens - t) {
-#define MXFP4_LEFTOVER(n) \
-  case n:                 \
-    if (n < MXFP4_BATCH_TOKENS) MXFP4_BLOCK(MXFP4_BATCH_ROWS, n < MXFP4_BATCH_TOKENS ? n : 1); \
-    break;
-        MXFP4_LEFTOVER(7) MXFP4_LEFTOVER(6) MXFP4_LEFTOVER(5) MXFP4_LEFTOVER(4) MXFP4_LEFTOVER(3) MXFP4_LEFTOVER(2) MXFP4_LEFTOVER(1)
-#undef MXFP4_LEFTOVER
-        default: break;
-      }
+      _Static_assert(MXFP4_BATCH_TOKENS == 3, "the leftovers below are two tokens or one");
+      if (a->num_tokens - t == 2) MXFP4_BLOCK(MXFP4_BATCH_ROWS, 2);
+      if (a->num_tokens - t == 1) MXFP4_BLOCK(MXFP4_BATCH_ROWS, 1);
     }
     for (; r < chunk_end; r++) {
       int64_t t = 0;
